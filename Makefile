@@ -1,0 +1,80 @@
+# Realtime GenAI API Labs. The two commands: `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements/lock.txt
+STAMP  := $(VENV)/.installed-stamp
+LAB    ?=
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+# Extra options for JupyterLab, e.g. make lab JUPYTER_ARGS="--no-browser --port 8890"
+JUPYTER_ARGS ?=
+
+.PHONY: lab test setup lint sync-check suite skeleton-check check labs reset-lab gateway \
+        cheatsheet lock bench clean
+
+## lab: set up .venv if needed, then open JupyterLab on notebooks/
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+
+## test: set up .venv if needed, then lint, labs-in-sync, the whole suite, skeleton-must-fail
+test: setup lint sync-check suite skeleton-check
+	@echo "make test: all checks passed"
+
+## setup: create .venv and install the exact tested versions (quick when nothing changed)
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "Python 3.11 or newer is needed; found: $$($(PYTHON) --version 2>&1)."; \
+	  echo "Install it, or point make at it: make test PYTHON=python3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "Could not create $(VENV). On Debian/Ubuntu: sudo apt-get install python3-venv"; \
+	  rm -rf $(VENV); exit 1; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
+	@touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## sync-check: fail when labs/ is not what tools/make_labs.py generates from reference_impl/
+sync-check: setup
+	$(BIN)/python tools/make_labs.py --check
+
+## suite: the whole test suite against reference_impl/
+suite: setup
+	$(PYTEST) --impl=reference
+
+## skeleton-check: every lab test must fail on a freshly generated, untouched skeleton
+skeleton-check: setup
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/python tools/make_labs.py --out "$$tmp/labs" >/dev/null && \
+	PYTHONPATH="$$tmp" $(PYTEST) --impl=labs --skeleton-must-fail -q --tb=no -rN
+
+## check: grade your lab code (make check LAB=04, or every lab with make check)
+check: setup
+	$(PYTEST) --impl=labs --lab=$(or $(LAB),all) -q --tb=short
+
+## labs: regenerate labs/ from reference_impl/ (refuses to overwrite edited lab files)
+labs: setup
+	$(BIN)/python tools/make_labs.py $(if $(FORCE),--force)
+
+## reset-lab: restore one lab's blocks to the skeleton (make reset-lab LAB=04); backs up first
+reset-lab: setup
+	@test -n "$(LAB)" || { echo "usage: make reset-lab LAB=04"; exit 2; }
+	$(BIN)/python tools/make_labs.py --reset $(LAB)
+
+## gateway: run the gateway on http://127.0.0.1:8000 (make gateway ARGS="--port 9000")
+gateway: setup
+	$(BIN)/python -m reference_impl $(ARGS)
+
+## cheatsheet: regenerate docs/cheatsheet.md from quizzes/rules.yaml
+cheatsheet: setup
+	$(BIN)/python -m quizzes cheatsheet --out docs/cheatsheet.md
+
+## lock: re-resolve the exact versions in requirements/lock.txt after changing pyproject.toml
+lock:
+	$(BIN)/pip-compile --quiet --strip-extras --extra dev --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

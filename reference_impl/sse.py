@@ -1,0 +1,129 @@
+"""The SSE wire format: the one place where events become bytes.
+
+A server-sent event stream (WHATWG HTML, "Server-sent events") is UTF-8 text made of fields,
+one per line, and a blank line ends each event:
+
+    id: 7
+    event: delta
+    data: {"index": 6, "text": "token"}
+    <blank line>
+
+Three rules make an encoder safe, and each is a lab task:
+
+1. A `data` value with line breaks becomes several `data:` lines. The browser joins them back
+   with "\\n". Writing the value raw would end the event early or start a bogus field.
+2. `event` and `id` are one line each. A CR or LF inside them would let whoever controls the
+   value inject fields or whole events (a request id echoed from a header, say), so they are
+   refused, not cleaned.
+3. A line starting with ":" is a comment. Clients ignore it, proxies see traffic: that is the
+   keep-alive that stops an idle proxy from cutting a slow stream. It needs no blank line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# The standard treats CRLF, a lone CR and a lone LF all as line ends.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+CONTENT_TYPE = "text/event-stream"
+
+
+class SSEFieldError(ValueError):
+    """A field value that would break the event framing if it were written as it is."""
+
+
+def data_lines(data: str) -> list[str]:
+    """Split a data value into the `data:` lines that carry it, one per line of the value."""
+    # BEGIN SOLUTION lab01: split multi-line data into one data line per line
+    return [f"data: {line}" for line in LINE_BREAK.split(data)]
+    # END SOLUTION
+
+
+def single_line_field(name: str, value: str) -> str:
+    """Return `name: value`, refusing values that would inject lines into the stream."""
+    # BEGIN SOLUTION lab01: refuse CR, LF (and NUL in an id) in single-line fields
+    if "\r" in value or "\n" in value:
+        raise SSEFieldError(f"SSE field {name!r} must be a single line, got {value!r}")
+    if name == "id" and "\0" in value:
+        # The standard says a client ignores an id with NUL, which would break resumption.
+        raise SSEFieldError(f"SSE id must not contain NUL, got {value!r}")
+    return f"{name}: {value}"
+    # END SOLUTION
+
+
+def encode_event(
+    data: str | None = None,
+    *,
+    event: str | None = None,
+    id: str | int | None = None,
+    retry_ms: int | None = None,
+) -> bytes:
+    """Encode one event. Fields appear in a fixed order: id, event, retry, data."""
+    lines: list[str] = []
+    if id is not None:
+        lines.append(single_line_field("id", str(id)))
+    if event is not None:
+        lines.append(single_line_field("event", event))
+    if retry_ms is not None:
+        if isinstance(retry_ms, bool) or not isinstance(retry_ms, int) or retry_ms < 0:
+            raise SSEFieldError(
+                f"retry must be a non-negative whole number of ms, got {retry_ms!r}"
+            )
+        lines.append(f"retry: {retry_ms}")
+    if data is not None:
+        lines.extend(data_lines(data))
+    if not lines:
+        raise SSEFieldError("an event needs at least one field")
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def encode_json_event(event: str, payload: Any, id: str | int | None = None) -> bytes:
+    """Encode `payload` as compact JSON in one event (JSON never contains a raw line break)."""
+    return encode_event(json.dumps(payload, separators=(",", ":")), event=event, id=id)
+
+
+def encode_comment(text: str = "") -> bytes:
+    """A comment: ignored by clients, but bytes on the wire that keep proxies from idling out.
+
+    No blank line follows it. The standard says a blank line with no data dispatches nothing,
+    but some clients (httpx-sse 0.4, for one) emit an empty "message" event for a blank line
+    once an id has been seen. A comment line on its own is complete, so we send just that.
+    """
+    # BEGIN SOLUTION lab01: encode a comment, one ':' line per line of text
+    return "".join(f": {line}\n" if line else ":\n" for line in LINE_BREAK.split(text)).encode()
+    # END SOLUTION
+
+
+def parse_stream(text: str) -> list[dict[str, str]]:
+    """Parse SSE text into events, the way a browser's EventSource does (for tests and notebooks).
+
+    Returns dicts with `event` (default "message"), `data`, and `id` when present. Comments are
+    dropped; an event with no data is not dispatched, as the standard says.
+    """
+    events: list[dict[str, str]] = []
+    data: list[str] = []
+    fields: dict[str, str] = {}
+    for line in LINE_BREAK.split(text):
+        if line == "":
+            if data:
+                events.append(
+                    {
+                        "event": fields.get("event", "message"),
+                        "data": "\n".join(data),
+                        **({"id": fields["id"]} if "id" in fields else {}),
+                    }
+                )
+            data, fields = [], {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name in ("event", "id", "retry"):
+            fields[name] = value
+    return events
