@@ -1,0 +1,201 @@
+"""Edge checks: everything that is decided before a model is called.
+
+In order: request size (from Content-Length, before the body is read; a chunked body is counted
+while read and cut at the limit), authentication, request rate, the body's shape, max_tokens
+against the cap, prompt length. Whatever fails here is refused early with a structured error,
+and the model never runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .documents import builtin
+from .errors import GatewayError, problem, problem_response
+from .model import ModelRequest
+from .settings import Settings
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+class EdgeMiddleware:
+    """Gives every request an id (X-Request-Id on every answer) and enforces the body size.
+
+    A pure ASGI middleware, so it sees the request before any body is read and adds no cost to
+    streamed responses.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, on_reject=lambda code: None) -> None:
+        self.app = app
+        self.max_bytes = settings.max_request_bytes
+        self.on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        # BEGIN SOLUTION lab04: enforce the request size limit before the body is read
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self.refuse(scope, receive, send_with_id, request_id)
+            return
+        received, refused = 0, False
+
+        async def counting_receive() -> Message:
+            # No (or a lying) Content-Length: count the body as it arrives and stop at the limit.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not started:
+                    refused = True
+                    await self.refuse(scope, receive, send_with_id, request_id)
+                    # The app sees a client that went away, so it stops reading and answering.
+                    return {"type": "http.disconnect"}
+            return message
+
+        # END SOLUTION
+
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:  # once the 413 is out, whatever the app answers is dropped
+                await send_with_id(message)
+
+        try:
+            await self.app(scope, counting_receive, send_unless_refused)
+        except Exception:
+            if not refused:
+                raise
+
+    async def refuse(self, scope, receive, send, request_id) -> None:
+        self.on_reject("request_too_large")
+        detail = f"The body may be at most {self.max_bytes} bytes."
+        response = problem_response(problem("request_too_large", detail, request_id))
+        await response(scope, receive, send)
+
+
+def authenticate(request: Request, settings: Settings) -> str:
+    """The caller's API key, from `Authorization: Bearer <key>`; refused with 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise GatewayError("unauthorized", "Send your API key as Authorization: Bearer <key>.")
+    key = key.strip()
+    # Compare every key in constant time, so timing does not reveal how much of a key matched.
+    if not any(hmac.compare_digest(key.encode(), known.encode()) for known in settings.api_keys):
+        raise GatewayError("unauthorized", "This API key is not known to the gateway.")
+    return key
+
+
+class AskRequest(BaseModel):
+    """The request body of POST /v1/ask and /v1/ask/stream; see AskRequest in the contract."""
+
+    # Unknown fields are an error, not ignored: a client drifting from the contract is told so.
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=4000, strict=True)]
+    document_id: Annotated[str | None, Field(pattern=r"^[a-z0-9-]+$", strict=True)] = None
+    document: Annotated[str | None, Field(min_length=1, strict=True)] = None
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool) or isinstance(value, str):
+            raise ValueError("must be an integer")
+        return value
+
+    @model_validator(mode="after")
+    def one_document(self) -> AskRequest:
+        if (self.document_id is None) == (self.document is None):
+            raise ValueError("give exactly one of document_id or document")
+        return self
+
+
+def describe(error: ValidationError) -> str:
+    """A short list of what is wrong, naming fields, never echoing the values sent."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+async def read_ask(request: Request) -> AskRequest:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise GatewayError("unsupported_media_type", "Send the body as application/json.")
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError("invalid_request", "The body is not valid JSON.") from None
+    try:
+        return AskRequest.model_validate(data)
+    except ValidationError as error:
+        raise GatewayError("invalid_request", describe(error)) from None
+
+
+def model_request(ask: AskRequest, settings: Settings) -> ModelRequest:
+    """Resolve the document and the token limits; refuse what is over a limit."""
+    if ask.document_id is not None:
+        document = builtin().get(ask.document_id)
+        if document is None:
+            known = ", ".join(sorted(builtin()))
+            raise GatewayError(
+                "invalid_request", f"Unknown document_id; the built-in documents are: {known}."
+            )
+        text = document.text
+    else:
+        text = ask.document
+    max_tokens = check_max_tokens(ask.max_tokens, settings)
+    request = ModelRequest(question=ask.question, document=text, max_tokens=max_tokens)
+    if request.prompt_tokens > settings.max_prompt_tokens:
+        raise GatewayError(
+            "prompt_too_long",
+            f"The prompt is {request.prompt_tokens} tokens; the limit is "
+            f"{settings.max_prompt_tokens}.",
+        )
+    return request
+
+
+def check_max_tokens(requested: int | None, settings: Settings) -> int:
+    """The max_tokens the model will be asked for: the default, or the client's value if allowed.
+
+    Above the cap is an error, not a silent clamp: the client asked for something the API does
+    not offer, and must know its answer could be cut shorter than it planned.
+    """
+    # BEGIN SOLUTION lab04: refuse max_tokens above the cap instead of clamping it
+    if requested is None:
+        return settings.default_max_tokens
+    if requested > settings.max_tokens_cap:
+        raise GatewayError(
+            "max_tokens_exceeded",
+            f"max_tokens may be at most {settings.max_tokens_cap}; {requested} was requested.",
+        )
+    return requested
+    # END SOLUTION

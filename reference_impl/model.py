@@ -1,0 +1,135 @@
+"""Models the gateway can stream from, behind one small interface.
+
+A model is an object with a `name` and an async generator `stream(request)` that yields
+`TextDelta`s and finally one `ModelStop`. Errors are raised as `GatewayError`s from the one
+catalogue, so the edge treats every model the same way. `FakeModel` (the default) is offline and
+deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .errors import GatewayError
+from .settings import Settings
+from .tokenizer import count_tokens, tokenize
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    question: str
+    document: str
+    max_tokens: int
+    history: tuple[Turn, ...] = field(default=())
+
+    @property
+    def prompt_tokens(self) -> int:
+        earlier = sum(count_tokens(t.question) + count_tokens(t.answer) for t in self.history)
+        return count_tokens(self.question) + count_tokens(self.document) + earlier
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelStop:
+    stop_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+ModelEvent = TextDelta | ModelStop
+
+STOP_WORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its of on or the this to "
+    "was what when where which who why will with you your".split()
+)
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+WORD = re.compile(r"[a-z0-9$@]+")
+
+
+def words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1}
+
+
+def answer_from_document(question: str, document: str, history: tuple[Turn, ...] = ()) -> str:
+    """The most relevant sentences of the document, in document order (at most three).
+
+    Words of the previous question count too, so a follow-up such as "and how long can it
+    last?" still finds sentences about the subject asked about before.
+    """
+    sentences = [s.strip() for s in SENTENCE.split(document) if s.strip()]
+    wanted = words(question)
+    if history:
+        wanted |= words(history[-1].question)
+    scored = [(len(wanted & words(sentence)), index) for index, sentence in enumerate(sentences)]
+    best = sorted((pair for pair in scored if pair[0] > 0), key=lambda p: (-p[0], p[1]))[:3]
+    if not best:
+        return "The document does not answer that question."
+    return " ".join(sentences[index] for _, index in sorted(best, key=lambda p: p[1]))
+
+
+class FakeModel:
+    """Deterministic document Q&A, streamed token by token at a configurable speed.
+
+    `GATEWAY_FAKE_BEHAVIOR` shows every failure the edge limits exist for:
+    - normal: answers and stops (end_turn), or stops at max_tokens like a real model;
+    - runaway: ignores max_tokens and never stops (only the edge can end it);
+    - stall: sends three tokens, then goes silent forever;
+    - fail_midstream: fails after five tokens;
+    - throttled: refuses before the first token, as a throttled model endpoint does.
+    """
+
+    name = "fake-docqa"
+
+    def __init__(self, settings: Settings) -> None:
+        self.interval = 1.0 / settings.fake_tokens_per_second
+        self.first_token_seconds = settings.fake_first_token_seconds
+        self.behavior = settings.fake_behavior
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self.first_token_seconds)
+        if self.behavior == "throttled":
+            raise GatewayError(
+                "rate_limited", "The model is throttling requests.", retry_after_seconds=1.0
+            )
+        tokens = tokenize(answer_from_document(request.question, request.document, request.history))
+        start = loop.time()
+        emitted = 0
+        while True:
+            if emitted < len(tokens):
+                token = tokens[emitted]
+            elif self.behavior == "runaway":
+                token = tokens[emitted % len(tokens)]
+            else:
+                break
+            if emitted >= request.max_tokens and self.behavior != "runaway":
+                yield ModelStop("max_tokens", request.prompt_tokens, emitted)
+                return
+            if self.behavior == "stall" and emitted == 3:
+                await asyncio.Event().wait()  # silent forever: only a timeout or cancel ends it
+            if self.behavior == "fail_midstream" and emitted == 5:
+                raise GatewayError("model_error", "The model stream failed.")
+            yield TextDelta(token)
+            emitted += 1
+            # An absolute schedule keeps the pace exact however long the consumer took.
+            delay = start + emitted * self.interval - loop.time()
+            await asyncio.sleep(delay if delay > 0 else 0)
+        yield ModelStop("end_turn", request.prompt_tokens, emitted)
+
+
+def build_model(settings: Settings) -> FakeModel:
+    """The model named by GATEWAY_MODEL."""
+    return FakeModel(settings)

@@ -1,0 +1,96 @@
+"""The one settings object: every limit the gateway enforces, with the AWS value it mirrors.
+
+Each field reads the environment variable `GATEWAY_<FIELD>` (for example
+`GATEWAY_MAX_STREAM_SECONDS=1.5`). Durations are seconds and accept fractions. Sources for the AWS
+values are in docs/sources.md under the id in square brackets.
+
+"Static + 1": these limits, the contract and the error rules are fixed by the operator; only
+the client's request varies, and it can never raise a limit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    # --- who may call -----------------------------------------------------------------------
+    # Comma-separated bearer keys. Like an API key on an API Gateway usage plan, a key names the
+    # client that limits are counted for. [apigw-usage-plans]
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ("course-key",)
+
+    # --- request size: refused before the body is read --------------------------------------
+    # API Gateway REST and HTTP APIs take at most 10 MB [apigw-rest-quotas]; a Q&A request
+    # needs far less, so the edge refuses anything above 64 KiB from Content-Length.
+    max_request_bytes: int = Field(64 * 1024, gt=0)
+    # The prompt (question + document) in tokens of our tokenizer; above it: prompt_too_long.
+    max_prompt_tokens: int = Field(4000, gt=0)
+
+    # --- output tokens: what a stream may cost ----------------------------------------------
+    # Bedrock's inferenceConfig.maxTokens defaults to the model's maximum [bedrock-converse-stream];
+    # the edge sets a cap, refuses requests above it and passes the capped value to the model.
+    max_tokens_cap: int = Field(1024, gt=0)
+    default_max_tokens: int = Field(256, gt=0)
+
+    # --- time: every stream ends ----------------------------------------------------------
+    # The first token must come within this, or the client gets a 504 model_timeout. API
+    # Gateway's default integration timeout is 29 s [apigw-rest-quotas].
+    first_token_timeout_seconds: Seconds = 10.0
+    # Longest gap between two tokens once streaming; REST response streaming's idle timeout is
+    # 5 minutes on Regional endpoints [apigw-rest-streaming]; a model silent for 15 s is stuck.
+    idle_timeout_seconds: Seconds = 15.0
+    # A whole stream; REST response streaming allows up to 15 minutes [apigw-rest-streaming].
+    max_stream_seconds: Seconds = 120.0
+    # Keep-alive comment interval; idle proxies (and edge-optimized endpoints, 30 s) cut silent
+    # connections [apigw-rest-streaming].
+    ping_seconds: Seconds = 10.0
+    # A client that stops reading: one send may block this long before the stream is dropped.
+    send_timeout_seconds: Seconds = 10.0
+
+    # --- rate and concurrency, per API key --------------------------------------------------
+    # Token bucket like a usage plan's throttle: rate = refill per second, burst = bucket size
+    # [apigw-throttling].
+    rate_limit_rps: float = Field(5.0, gt=0)
+    rate_limit_burst: int = Field(10, gt=0)
+    # Model tokens per minute per key (prompt + output), reserved at admission like Bedrock's
+    # tokens-per-minute quota [bedrock-quotas]; a usage plan's quota counts requests instead.
+    tokens_per_minute: int = Field(20_000, gt=0)
+    max_concurrent_streams: int = Field(4, gt=0)
+    # All keys together: above this the gateway answers 503 overloaded, to protect the backend.
+    max_total_streams: int = Field(256, gt=0)
+
+    # --- the model --------------------------------------------------------------------------
+    # "fake" is the offline, deterministic model; the Bedrock adapter is not built yet.
+    model: Literal["fake"] = "fake"
+    fake_tokens_per_second: float = Field(40.0, gt=0)
+    fake_first_token_seconds: float = Field(0.2, ge=0)
+    fake_behavior: Literal["normal", "runaway", "stall", "fail_midstream", "throttled"] = "normal"
+    # Prices make the cost meter speak in dollars. Illustrative values per 1K tokens, not a
+    # quote for any real model.
+    price_per_1k_input_tokens: float = Field(0.003, ge=0)
+    price_per_1k_output_tokens: float = Field(0.015, ge=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(key.strip() for key in value.split(",") if key.strip())
+        if not value:
+            raise ValueError("at least one API key is needed (GATEWAY_API_KEYS=key1,key2)")
+        return value
+
+    def limits_in_force(self, max_tokens: int) -> dict[str, float | int]:
+        """What the `start` event tells the client about the limits on its stream."""
+        return {
+            "max_tokens": max_tokens,
+            "max_stream_seconds": self.max_stream_seconds,
+            "first_token_timeout_seconds": self.first_token_timeout_seconds,
+            "idle_timeout_seconds": self.idle_timeout_seconds,
+        }
