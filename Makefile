@@ -9,15 +9,16 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 # Extra options for JupyterLab, e.g. make lab JUPYTER_ARGS="--no-browser --port 8890"
 JUPYTER_ARGS ?=
 
-.PHONY: lab test setup lint sync-check suite skeleton-check check labs reset-lab gateway \
-        cheatsheet lock bench clean
+.PHONY: lab test setup lint sync-check suite skeleton-check ladder-check check labs reset-lab \
+        gateway cheatsheet lock bench clean
 
 ## lab: set up .venv if needed, then open JupyterLab on notebooks/
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
 
-## test: set up .venv if needed, then lint, labs-in-sync, the whole suite, skeleton-must-fail
-test: setup lint sync-check suite skeleton-check
+## test: set up .venv if needed, then lint, labs-in-sync, the whole suite, skeleton-must-fail,
+## and the ladder (each lab passes once the labs before it are done)
+test: setup lint sync-check suite skeleton-check ladder-check
 	@echo "make test: all checks passed"
 
 ## setup: create .venv and install the exact tested versions (quick when nothing changed)
@@ -50,6 +51,10 @@ skeleton-check: setup
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(BIN)/python tools/make_labs.py --out "$$tmp/labs" >/dev/null && \
 	PYTHONPATH="$$tmp" $(PYTEST) --impl=labs --skeleton-must-fail -q --tb=no -rN
+
+## ladder-check: with labs 01..NN solved and the rest cut out, lab NN's checks pass
+ladder-check: setup
+	$(BIN)/python tools/ladder_check.py
 
 ## check: grade your lab code (make check LAB=04, or every lab with make check)
 check: setup

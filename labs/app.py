@@ -31,7 +31,7 @@ from .limits import Admission, Ticket
 from .metrics import Metrics
 from .model import ModelRequest, build_model
 from .settings import Settings
-from .wire_sse import StreamOutcome, end_data, first_item, sse_body
+from .wire_sse import PingComment, StreamOutcome, end_data, first_item, sse_body
 
 log = logging.getLogger("gateway")
 CONTRACT_FILE = Path(__file__).parent / "contract" / "openapi.yaml"
@@ -59,8 +59,15 @@ class Gateway:
             first_token_timeout=s.first_token_timeout_seconds,
             idle_timeout=s.idle_timeout_seconds,
             max_stream_seconds=s.max_stream_seconds,
-            ping_seconds=s.ping_seconds,
         )
+
+    def count_generated(self, progress: Progress, batch: int = 32) -> None:
+        """Tell the cost meter about new tokens, `batch` at a time: a metric update takes a
+        lock, which would be a large part of the cost of a token."""
+        new = progress.generated - progress.counted
+        if new >= batch:
+            self.metrics.tokens_generated.labels(model=self.model.name).inc(new)
+            progress.counted = progress.generated
 
     def reject(self, code: str) -> None:
         self.metrics.rejections.labels(code=code).inc()
@@ -69,6 +76,7 @@ class Gateway:
         """Bill what the model generated and free the slot; runs once, however the stream ended."""
         ticket.release(progress.input_tokens + progress.generated)
         m, s = self.metrics, self.settings
+        self.count_generated(progress, batch=1)
         m.streams_active.dec()
         m.tokens_delivered.inc(progress.delivered)
         m.cost_dollars.inc(
@@ -175,7 +183,7 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
             gateway.limits(model_request.max_tokens),
             progress,
             started_at=started,
-            on_generated=gateway.metrics.tokens_generated.labels(model=gateway.model.name).inc,
+            on_generated=lambda: gateway.count_generated(progress),
         )
 
     @app.post("/v1/ask")
@@ -249,7 +257,8 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
         return EventSourceResponse(
             body(),
             headers={**STREAM_HEADERS, "X-Request-Id": request_id},
-            ping=0,  # the guard sends pings only while the model is quiet (see guard.py)
+            ping=settings.ping_seconds,
+            ping_message_factory=PingComment,
             send_timeout=settings.send_timeout_seconds,
         )
 

@@ -3,11 +3,11 @@
 # Instructors: edit reference_impl/ and run `make labs`, never this file.
 """The SSE wire layer: guard items in, the contract's event stream out.
 
-Every stream is `start`, then `delta`s (with `: ping` comments while the model is quiet), then
-exactly one terminal event, `end` or `error`, and then it closes. Every event has an id, counting
-up from 1, so a client can tell it missed one. An error after the first token cannot change the
-HTTP status any more (200 was sent), so the `error` event's problem object carries the status
-the error would have had.
+Every stream is `start`, then `delta`s, then exactly one terminal event, `end` or `error`, and
+then it closes. Every event has an id, counting up from 1, so a client can tell it missed one.
+An error after the first token cannot change the HTTP status any more (200 was sent), so the
+`error` event's problem object carries the status the error would have had. Keep-alive
+`: ping` comments come from sse-starlette's ping task, written by our encoder (`PingComment`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from sse_starlette.event import ServerSentEvent
+
 from . import sse
 from .errors import GatewayError, problem_from
-from .guard import Delta, Finished, Ping
+from .guard import Delta, Finished
 
 
 @dataclass
@@ -32,8 +34,8 @@ class StreamOutcome:
 
 
 async def sse_body(
-    first: Delta | Ping | Finished,
-    rest: AsyncIterator[Delta | Ping | Finished],
+    first: Delta | Finished,
+    rest: AsyncIterator[Delta | Finished],
     start_data: dict[str, Any],
     request_id: str,
     outcome: StreamOutcome,
@@ -43,9 +45,9 @@ async def sse_body(
     `rest` raises GatewayError when the stream fails; that becomes the terminal `error` event.
     Fill in `outcome` so the caller can bill and count however the stream ended.
     """
-    # BEGIN LAB 03: send start, deltas, pings and exactly one terminal event, ids from 1
-    # TODO Lab 03: send start, deltas, pings and exactly one terminal event, ids from 1
-    raise NotImplementedError('Lab 03: send start, deltas, pings and exactly one terminal event, ids from 1 — see notebooks/03_stream_vs_full_response.ipynb')
+    # BEGIN LAB 03: send start, then deltas, then exactly one terminal event, ids from 1
+    # TODO Lab 03: send start, then deltas, then exactly one terminal event, ids from 1
+    raise NotImplementedError('Lab 03: send start, then deltas, then exactly one terminal event, ids from 1 — see notebooks/03_stream_vs_full_response.ipynb')
     # END LAB 03
 
 
@@ -58,13 +60,19 @@ def end_data(finished: Finished) -> dict[str, Any]:
     }
 
 
-async def first_item(items: AsyncIterator[Delta | Ping | Finished]) -> Delta | Finished:
-    """The first token (or an empty answer's end), skipping pings; errors propagate.
+class PingComment(ServerSentEvent):
+    """sse-starlette's keep-alive, written by our encoder: a comment line and no blank line."""
+
+    def encode(self) -> bytes:
+        return sse.encode_comment("ping")
+
+
+async def first_item(items: AsyncIterator[Delta | Finished]) -> Delta | Finished:
+    """The first token (or an empty answer's end); errors propagate.
 
     The HTTP status is committed only after this returns, so an error before the first token
     (model throttled, first-token timeout) is a plain HTTP error with its real status.
     """
     async for item in items:
-        if not isinstance(item, Ping):
-            return item
+        return item
     raise GatewayError("model_error", "The model ended without answering.")

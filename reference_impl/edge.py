@@ -81,12 +81,14 @@ class EdgeMiddleware:
 
         # END SOLUTION
 
-        async def send_unless_refused(message: Message) -> None:
-            if not refused:  # once the 413 is out, whatever the app answers is dropped
+        async def app_send(message: Message) -> None:
+            if started and not refused:  # the hot path: the chunks of a stream
+                await send(message)
+            elif not refused:  # once the 413 is out, whatever the app answers is dropped
                 await send_with_id(message)
 
         try:
-            await self.app(scope, counting_receive, send_unless_refused)
+            await self.app(scope, counting_receive, app_send)
         except Exception:
             if not refused:
                 raise
@@ -121,6 +123,16 @@ class AskRequest(BaseModel):
     document_id: Annotated[str | None, Field(pattern=r"^[a-z0-9-]+$", strict=True)] = None
     document: Annotated[str | None, Field(min_length=1, strict=True)] = None
     max_tokens: Annotated[int | None, Field(ge=1)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_nulls(cls, data: Any) -> Any:
+        # The contract's fields are never nullable: an explicit null is a client bug to report.
+        if isinstance(data, dict):
+            nulls = sorted(str(name) for name, value in data.items() if value is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} may not be null; leave the field out instead")
+        return data
 
     @field_validator("max_tokens", mode="before")
     @classmethod

@@ -1,14 +1,20 @@
 """The stream guard: whatever the model does, every stream ends, on time, with one outcome.
 
-The model runs in its own task and hands tokens over through a queue of one. The guard waits
-for the next token against three clocks at once (first-token or idle deadline, total stream
-deadline, keep-alive) and ends the stream with a structured error when one runs out. Because the
-model is pulled one token at a time, a guard that stops pulling stops the model: when the client
-disconnects, the wire layer cancels the guard, and the `finally` below cancels the model task
-within a scheduler tick, even when the model is stalled between tokens.
+The guard pulls the model's tokens one at a time and enforces, at the edge:
+- a first-token deadline (no token yet: 504 model_timeout),
+- an idle deadline between tokens (a stalled model: 504 idle_timeout),
+- a total stream deadline (an endless model: 504 stream_timeout),
+- max_tokens (a model that ignores its cap is cut: stop_reason max_tokens).
 
-The guard knows nothing about SSE or WebSockets: it yields `Delta`, `Ping` and `Finished`, and
-raises `GatewayError`. The wire layers turn those into bytes.
+Because the model is pulled, not pushed, a guard that stops pulling stops the model. When the
+client disconnects, the wire layer cancels the guard, and its `finally` closes the model stream
+at once, even when the model is stalled between tokens.
+
+The deadlines share one timer that is re-armed only when it fires: a token just records the
+time it arrived. Arming a timer per token would cost more than the rest of the guard together.
+
+The guard knows nothing about SSE or WebSockets: it yields `Delta` and `Finished`, and raises
+`GatewayError`. The wire layers turn those into bytes.
 """
 
 from __future__ import annotations
@@ -32,11 +38,6 @@ class Delta:
 
 
 @dataclass(frozen=True)
-class Ping:
-    pass
-
-
-@dataclass(frozen=True)
 class Finished:
     stop_reason: str
     input_tokens: int
@@ -51,7 +52,6 @@ class Limits:
     first_token_timeout: float
     idle_timeout: float
     max_stream_seconds: float
-    ping_seconds: float
 
 
 @dataclass
@@ -60,28 +60,79 @@ class Progress:
 
     generated: int = 0  # tokens the model produced (the cost meter)
     delivered: int = 0  # tokens handed on to the client
+    counted: int = 0  # how many of `generated` the metrics have been told about
     input_tokens: int = 0
     first_token_at: float | None = None
 
 
-_DONE = object()
+class Deadlines:
+    """The stream's deadlines on one lazily re-armed timer.
+
+    When the timer fires while the guard waits for the model and a deadline has passed, it
+    cancels the guard's task and records which deadline it was; the guard turns that into a
+    structured error. While the guard is busy elsewhere (sending to the client), it checks the
+    deadlines itself before it next waits.
+    """
+
+    def __init__(self, limits: Limits, started_at: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.limits = limits
+        loop_started = self.loop.time() - (time.perf_counter() - started_at)
+        self.stream_deadline = loop_started + limits.max_stream_seconds
+        self.token_deadline = loop_started + limits.first_token_timeout
+        # The task waiting on the model right now, else None. Not fixed at the start: the route
+        # handler pulls the first token, the response's own task pulls the rest.
+        self.waiting: asyncio.Task | None = None
+        self.expired: str | None = None
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        """Make sure the timer will fire at the next deadline (called before each wait)."""
+        if self.handle is None:
+            self.handle = self.loop.call_at(self.next_deadline(), self.fire)
+
+    def next_deadline(self) -> float:
+        return min(self.stream_deadline, self.token_deadline)
+
+    def token_arrived(self) -> None:
+        self.token_deadline = self.loop.time() + self.limits.idle_timeout
+
+    def passed(self) -> str | None:
+        """ "stream" or "token" when that deadline has passed, else None."""
+        now = self.loop.time()
+        if now >= self.stream_deadline:
+            return "stream"
+        if now >= self.token_deadline:
+            return "token"
+        return None
+
+    def fire(self) -> None:
+        self.handle = None
+        expired = self.passed()
+        if expired is None:
+            self.arm()  # a token came in time and moved the deadline: wait for the new one
+        elif self.waiting is not None:
+            self.expired = expired
+            self.waiting.cancel()
+        # else: the guard is busy sending; it checks the deadlines before it waits again.
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
-async def _pump(model_stream: AsyncIterator, queue: asyncio.Queue, on_generated) -> None:
-    """Run the model, handing each event to the guard; errors travel through the queue too."""
-    try:
-        async for event in model_stream:
-            if isinstance(event, TextDelta):
-                on_generated()
-            await queue.put(event)
-        await queue.put(_DONE)
-    except GatewayError as error:
-        await queue.put(error)
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # an unexpected model failure: log it here, tell the client nothing more
-        log.exception("model stream failed")
-        await queue.put(GatewayError("model_error", "The model failed while answering."))
+def timeout_error(expired: str, first_token_seen: bool, limits: Limits) -> GatewayError:
+    """The structured error for a deadline that passed ("stream" or "token")."""
+    # BEGIN SOLUTION lab05: turn the deadline that passed into the right structured error
+    if not first_token_seen:
+        seconds = min(limits.first_token_timeout, limits.max_stream_seconds)
+        return GatewayError("model_timeout", f"No first token within {seconds:g} s.")
+    if expired == "stream":
+        return GatewayError(
+            "stream_timeout", f"The stream reached its limit of {limits.max_stream_seconds:g} s."
+        )
+    return GatewayError("idle_timeout", f"No token for {limits.idle_timeout:g} s.")
+    # END SOLUTION
 
 
 async def guard_stream(
@@ -91,85 +142,64 @@ async def guard_stream(
     progress: Progress,
     *,
     started_at: float,  # time.perf_counter() when the request arrived
-    on_generated: Callable[[], None] = lambda: None,
-) -> AsyncIterator[Delta | Ping | Finished]:
+    on_generated: Callable[[], None] | None = None,
+) -> AsyncIterator[Delta | Finished]:
     """Stream the model's answer to `request` within `limits`; see the module docstring."""
-    loop = asyncio.get_running_loop()
     progress.input_tokens = request.prompt_tokens
-    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
-
-    def generated() -> None:
-        progress.generated += 1
-        on_generated()
-
-    pump = asyncio.create_task(_pump(model.stream(request), queue, generated))
-    # Deadlines run on the event loop's clock; `started_at` and the times reported to the client
-    # are time.perf_counter() (uvloop's clock only counts whole milliseconds).
-    loop_started = loop.time() - (time.perf_counter() - started_at)
-    stream_deadline = loop_started + limits.max_stream_seconds
-    token_deadline = loop_started + limits.first_token_timeout
-    next_ping = loop.time() + limits.ping_seconds
+    stream = model.stream(request)
+    deadlines = Deadlines(limits, started_at)
     try:
         while True:
-            # BEGIN SOLUTION lab05: wait for the next token against the deadlines, ping when idle
-            wake_at = min(token_deadline, stream_deadline, next_ping)
+            expired = deadlines.passed()  # the timer only interrupts a wait on the model
+            if expired:
+                raise timeout_error(expired, progress.first_token_at is not None, limits)
+            deadlines.arm()
+            deadlines.waiting = asyncio.current_task()
             try:
-                async with asyncio.timeout_at(wake_at):
-                    event = await queue.get()
-            except TimeoutError:
-                now = loop.time()
-                if now >= stream_deadline:
-                    if progress.first_token_at is None:
-                        raise GatewayError(
-                            "model_timeout", "The model did not start answering in time."
-                        ) from None
-                    raise GatewayError(
-                        "stream_timeout",
-                        f"The stream reached its limit of {limits.max_stream_seconds:g} s.",
-                    ) from None
-                if now >= token_deadline:
-                    if progress.first_token_at is None:
-                        raise GatewayError(
-                            "model_timeout",
-                            f"No first token within {limits.first_token_timeout:g} s.",
-                        ) from None
-                    raise GatewayError(
-                        "idle_timeout", f"No token for {limits.idle_timeout:g} s."
-                    ) from None
-                next_ping = now + limits.ping_seconds
-                yield Ping()
-                continue
-            # END SOLUTION
-            if isinstance(event, GatewayError):
-                raise event
-            if event is _DONE:
-                raise GatewayError("model_error", "The model ended without a stop reason.")
-            now = time.perf_counter()
+                event = await anext(stream)
+            except asyncio.CancelledError:
+                if deadlines.expired is None:
+                    raise  # the client left or the server is stopping: not ours to handle
+                asyncio.current_task().uncancel()
+                raise timeout_error(
+                    deadlines.expired, progress.first_token_at is not None, limits
+                ) from None
+            except StopAsyncIteration:
+                raise GatewayError(
+                    "model_error", "The model ended without a stop reason."
+                ) from None
+            except GatewayError:
+                raise
+            except Exception:  # an unexpected model failure: log it, tell the client nothing more
+                log.exception("model stream failed")
+                raise GatewayError("model_error", "The model failed while answering.") from None
+            finally:
+                deadlines.waiting = None
             if isinstance(event, ModelStop):
-                yield _finished(progress, event.stop_reason, started_at, now)
+                yield finished(progress, event.stop_reason, started_at)
                 return
+            progress.generated += 1
+            if on_generated is not None:
+                on_generated()
             # BEGIN SOLUTION lab05: cut a model that ignores max_tokens, at the edge
             if progress.delivered >= limits.max_tokens:
                 # The model was asked for at most max_tokens and sent more: the edge stops it.
-                yield _finished(progress, "max_tokens", started_at, now)
+                yield finished(progress, "max_tokens", started_at)
                 return
             # END SOLUTION
             if progress.first_token_at is None:
-                progress.first_token_at = now
+                progress.first_token_at = time.perf_counter()
+            deadlines.token_arrived()
             yield Delta(progress.delivered, event.text)
             progress.delivered += 1
-            token_deadline = loop.time() + limits.idle_timeout
-            next_ping = loop.time() + limits.ping_seconds
     finally:
         # Runs on every ending: normal, error, client gone (cancellation), server shutdown.
-        pump.cancel()
-        try:
-            await pump
-        except (asyncio.CancelledError, Exception):
-            pass
+        deadlines.stop()
+        await stream.aclose()
 
 
-def _finished(progress: Progress, stop_reason: str, started_at: float, now: float) -> Finished:
+def finished(progress: Progress, stop_reason: str, started_at: float) -> Finished:
+    now = time.perf_counter()
     first = progress.first_token_at if progress.first_token_at is not None else now
     return Finished(
         stop_reason=stop_reason,
@@ -178,3 +208,6 @@ def _finished(progress: Progress, stop_reason: str, started_at: float, now: floa
         ttft_ms=round((first - started_at) * 1000, 3),
         duration_ms=round((now - started_at) * 1000, 3),
     )
+
+
+__all__ = ["Deadlines", "Delta", "Finished", "Limits", "Progress", "TextDelta", "guard_stream"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 # The standard treats CRLF, a lone CR and a lone LF all as line ends.
@@ -80,9 +81,29 @@ def encode_event(
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-def encode_json_event(event: str, payload: Any, id: str | int | None = None) -> bytes:
-    """Encode `payload` as compact JSON in one event (JSON never contains a raw line break)."""
-    return encode_event(json.dumps(payload, separators=(",", ":")), event=event, id=id)
+# One encoder object: json.dumps with custom separators builds a new encoder on every call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@lru_cache(maxsize=256)
+def _event_line(event: str) -> str:
+    # Event names come from a small fixed set; check each once (a refused name is not cached).
+    return single_line_field("event", event) + "\n"
+
+
+def encode_json_event(event: str, payload: Any, id: int | str | None = None) -> bytes:
+    """Encode `payload` as compact JSON in one event, the hot path of every stream.
+
+    JSON text never holds a raw line break (json escapes them as \\n), so the payload is one
+    `data:` line and needs no splitting; a whole-number id needs no checking either.
+    """
+    if id is None:
+        id_line = ""
+    elif isinstance(id, int):
+        id_line = f"id: {id}\n"
+    else:
+        id_line = single_line_field("id", id) + "\n"
+    return f"{id_line}{_event_line(event)}data: {_compact_json(payload)}\n\n".encode()
 
 
 def encode_comment(text: str = "") -> bytes:

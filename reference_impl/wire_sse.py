@@ -1,10 +1,10 @@
 """The SSE wire layer: guard items in, the contract's event stream out.
 
-Every stream is `start`, then `delta`s (with `: ping` comments while the model is quiet), then
-exactly one terminal event, `end` or `error`, and then it closes. Every event has an id, counting
-up from 1, so a client can tell it missed one. An error after the first token cannot change the
-HTTP status any more (200 was sent), so the `error` event's problem object carries the status
-the error would have had.
+Every stream is `start`, then `delta`s, then exactly one terminal event, `end` or `error`, and
+then it closes. Every event has an id, counting up from 1, so a client can tell it missed one.
+An error after the first token cannot change the HTTP status any more (200 was sent), so the
+`error` event's problem object carries the status the error would have had. Keep-alive
+`: ping` comments come from sse-starlette's ping task, written by our encoder (`PingComment`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from sse_starlette.event import ServerSentEvent
+
 from . import sse
 from .errors import GatewayError, problem_from
-from .guard import Delta, Finished, Ping
+from .guard import Delta, Finished
 
 
 @dataclass
@@ -29,8 +31,8 @@ class StreamOutcome:
 
 
 async def sse_body(
-    first: Delta | Ping | Finished,
-    rest: AsyncIterator[Delta | Ping | Finished],
+    first: Delta | Finished,
+    rest: AsyncIterator[Delta | Finished],
     start_data: dict[str, Any],
     request_id: str,
     outcome: StreamOutcome,
@@ -40,23 +42,17 @@ async def sse_body(
     `rest` raises GatewayError when the stream fails; that becomes the terminal `error` event.
     Fill in `outcome` so the caller can bill and count however the stream ended.
     """
-    # BEGIN SOLUTION lab03: send start, deltas, pings and exactly one terminal event, ids from 1
+    # BEGIN SOLUTION lab03: send start, then deltas, then exactly one terminal event, ids from 1
     event_id = 1
     yield sse.encode_json_event("start", start_data, id=event_id)
     item = first
     try:
-        while True:
-            if isinstance(item, Ping):
-                yield sse.encode_comment("ping")  # a comment is not an event and takes no id
-            elif isinstance(item, Delta):
-                event_id += 1
-                data = {"index": item.index, "text": item.text}
-                yield sse.encode_json_event("delta", data, id=event_id)
-            elif isinstance(item, Finished):
-                outcome.reason, outcome.finished = item.stop_reason, item
-                yield sse.encode_json_event("end", end_data(item), id=event_id + 1)
-                return
+        while isinstance(item, Delta):
+            event_id += 1
+            yield sse.encode_json_event("delta", {"index": item.index, "text": item.text}, event_id)
             item = await anext(rest)
+        outcome.reason, outcome.finished = item.stop_reason, item
+        yield sse.encode_json_event("end", end_data(item), id=event_id + 1)
     except GatewayError as error:
         outcome.reason, outcome.error = error.code, error
         yield sse.encode_json_event("error", problem_from(error, request_id), id=event_id + 1)
@@ -72,13 +68,19 @@ def end_data(finished: Finished) -> dict[str, Any]:
     }
 
 
-async def first_item(items: AsyncIterator[Delta | Ping | Finished]) -> Delta | Finished:
-    """The first token (or an empty answer's end), skipping pings; errors propagate.
+class PingComment(ServerSentEvent):
+    """sse-starlette's keep-alive, written by our encoder: a comment line and no blank line."""
+
+    def encode(self) -> bytes:
+        return sse.encode_comment("ping")
+
+
+async def first_item(items: AsyncIterator[Delta | Finished]) -> Delta | Finished:
+    """The first token (or an empty answer's end); errors propagate.
 
     The HTTP status is committed only after this returns, so an error before the first token
     (model throttled, first-token timeout) is a plain HTTP error with its real status.
     """
     async for item in items:
-        if not isinstance(item, Ping):
-            return item
+        return item
     raise GatewayError("model_error", "The model ended without answering.")

@@ -441,3 +441,20 @@ def test_problem_body_fields_are_exactly_the_contracts():
     body = problem("rate_limited", "d", "req_0123456789abcdef", retry_after_seconds=1.5)
     assert set(body) <= set(schema["properties"])
     assert json.loads(json.dumps(body)) == body
+
+
+def test_explicit_nulls_are_refused_as_the_contract_has_no_nullable_fields(start_gateway):
+    client = start_gateway().client()
+    response = client.post("/v1/ask", json={**QUESTION, "max_tokens": None})
+    assert "may not be null" in problem_of(response, "invalid_request", 400)["detail"]
+
+
+def test_the_contract_states_the_default_limits_the_settings_enforce(impl):
+    schema = contract.load_contract()["components"]["schemas"]["AskRequest"]["properties"]
+    defaults = impl.settings.Settings()
+    assert schema["max_tokens"]["maximum"] == defaults.max_tokens_cap
+
+
+def test_the_contract_lists_exactly_the_built_in_documents(impl):
+    schema = contract.load_contract()["components"]["schemas"]["DocumentId"]
+    assert sorted(schema["enum"]) == sorted(impl.documents.builtin())

@@ -51,7 +51,6 @@ def limits(impl, **overrides):
         "first_token_timeout": 1.0,
         "idle_timeout": 1.0,
         "max_stream_seconds": 5.0,
-        "ping_seconds": 10.0,
     }
     return impl.guard.Limits(**{**values, **overrides})
 
@@ -129,11 +128,11 @@ def test_a_steady_but_endless_stream_is_cut_at_the_maximum_duration(impl):
 
 
 @lab05
-def test_pings_keep_the_connection_alive_while_the_model_is_quiet(impl):
-    model = ScriptedModel(impl, tokens=2, gap=0.3)
-    items, progress = run_guard(impl, model, ping_seconds=0.05)
-    assert kinds(items).count("Ping") >= 2
-    assert kinds(items)[-1] == "Finished" and progress.delivered == 2
+def test_slow_but_steady_tokens_within_the_idle_timeout_are_not_cut(impl):
+    model = ScriptedModel(impl, tokens=4, gap=0.1)
+    items, progress = run_guard(impl, model, idle_timeout=0.5, first_token_timeout=0.5)
+    assert kinds(items) == ["Delta"] * 4 + ["Finished"]
+    assert items[-1].stop_reason == "end_turn" and progress.delivered == 4
 
 
 @lab05

@@ -92,8 +92,14 @@ def skeleton_block(indent: str, lab: str, title: str) -> list[str]:
     ]
 
 
-def cut_regions(text: str, relpath: str) -> tuple[str, list[Region]]:
-    """Replace every solution region in `text` by its skeleton block."""
+def cut_regions(
+    text: str, relpath: str, keep: frozenset[str] = frozenset()
+) -> tuple[str, list[Region]]:
+    """Replace every solution region in `text` by its skeleton block.
+
+    Regions of the labs in `keep` stay solved (their code, without the markers): that is how
+    `--solved-upto` builds the course as a learner has it after finishing those labs.
+    """
     out: list[str] = []
     regions: list[Region] = []
     open_region: Region | None = None
@@ -110,21 +116,24 @@ def cut_regions(text: str, relpath: str) -> tuple[str, list[Region]]:
                 raise GeneratorError(f"{relpath}:{number}: lab{lab} is not in course/labs.yaml")
             open_region = Region(lab=lab, title=begin["title"], start=number)
             regions.append(open_region)
-            out.extend(skeleton_block(begin["indent"], lab, begin["title"]))
+            if lab not in keep:
+                out.extend(skeleton_block(begin["indent"], lab, begin["title"]))
             continue
         if END_SOLUTION.match(line):
             if not open_region:
                 raise GeneratorError(f"{relpath}:{number}: END SOLUTION without a BEGIN SOLUTION")
             open_region = None
             continue
-        if open_region is None:
+        if open_region is None or open_region.lab in keep:
             out.append(line)
     if open_region:
         raise GeneratorError(f"{relpath}:{open_region.start}: solution region is never closed")
     return "".join(out), regions
 
 
-def generate(source: Path = SOURCE) -> tuple[dict[str, bytes], dict[str, list[str]]]:
+def generate(
+    source: Path = SOURCE, keep: frozenset[str] = frozenset()
+) -> tuple[dict[str, bytes], dict[str, list[str]]]:
     """Everything `labs/` should contain: relative path -> bytes, and path -> labs it holds."""
     files: dict[str, bytes] = {}
     labs_in_file: dict[str, list[str]] = {}
@@ -139,7 +148,7 @@ def generate(source: Path = SOURCE) -> tuple[dict[str, bytes], dict[str, list[st
             files[relpath] = path.read_bytes()
             continue
         text = path.read_text(encoding="utf-8")
-        body, regions = cut_regions(text, f"{source.name}/{relpath}")
+        body, regions = cut_regions(text, f"{source.name}/{relpath}", keep)
         if path.suffix == ".py":
             try:
                 compile(body, f"labs/{relpath}", "exec")
@@ -231,8 +240,10 @@ def plan(target: Path, files: dict[str, bytes]) -> dict[str, list[str]]:
     return actions
 
 
-def write_labs(target: Path, force: bool, source: Path = SOURCE) -> int:
-    files, labs_in_file = generate(source)
+def write_labs(
+    target: Path, force: bool, source: Path = SOURCE, keep: frozenset[str] = frozenset()
+) -> int:
+    files, labs_in_file = generate(source, keep)
     actions = plan(target, files)
     conflicts = actions["edited"] + actions["edited_removed"]
     if conflicts and not force:
@@ -362,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite edited lab files")
     parser.add_argument("--check", action="store_true", help="only check labs/ is in sync")
     parser.add_argument("--reset", metavar="NN", help="restore one lab's blocks to the skeleton")
+    parser.add_argument(
+        "--solved-upto",
+        metavar="NN",
+        help="keep the solutions of labs up to NN (with --out: the course after lab NN)",
+    )
     args = parser.parse_args(argv)
     target, source = args.out.resolve(), args.src.resolve()
     try:
@@ -371,7 +387,14 @@ def main(argv: list[str] | None = None) -> int:
             from course.catalog import normalise
 
             return reset_lab(target, normalise(args.reset), source)
-        return write_labs(target, force=args.force, source=source)
+        keep = frozenset()
+        if args.solved_upto:
+            from course.catalog import labs as all_labs
+            from course.catalog import normalise
+
+            upto = normalise(args.solved_upto)
+            keep = frozenset(number for number in all_labs() if number <= upto)
+        return write_labs(target, force=args.force, source=source, keep=keep)
     except (GeneratorError, ValueError) as error:
         print(f"make_labs: {error}", file=sys.stderr)
         return 2
