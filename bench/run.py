@@ -23,13 +23,22 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 20_000
 ROUNDS = 3
 TTFT_SAMPLES = 300
-BODY = json.dumps({"question": "What is the idle timeout?",
-                   "document_id": "api-gateway-websocket-limits", "max_tokens": TOKENS}).encode()
+BODY = json.dumps(
+    {
+        "question": "What is the idle timeout?",
+        "document_id": "api-gateway-websocket-limits",
+        "max_tokens": TOKENS,
+    }
+).encode()
 
 
 def start(kind: str) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "servers.py"), kind],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "servers.py"), kind],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     return process, int(process.stdout.readline())
 
 
@@ -37,9 +46,11 @@ def request(kind: str, port: int, tokens: int) -> bytes:
     if kind == "bare":
         return (f"GET /stream?n={tokens} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").encode()
     body = BODY.replace(str(TOKENS).encode(), str(tokens).encode())
-    return (f"POST /v1/ask/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer bench-key\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v1/ask/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer bench-key\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def stream_once(sock: socket.socket, payload: bytes) -> tuple[float, float]:
@@ -87,9 +98,11 @@ def measure(kind: str) -> dict[str, float]:
             for _ in range(TTFT_SAMPLES):
                 first, _ = stream_once(sock, request(kind, port, 1))
                 ttft.append(first * 1e3)
-        return {"us_per_token": statistics.median(per_token),
-                "ttft_p50_ms": statistics.median(ttft),
-                "ttft_p99_ms": statistics.quantiles(ttft, n=100)[98]}
+        return {
+            "us_per_token": statistics.median(per_token),
+            "ttft_p50_ms": statistics.median(ttft),
+            "ttft_p99_ms": statistics.quantiles(ttft, n=100)[98],
+        }
     finally:
         process.kill()
         process.wait()
@@ -109,9 +122,18 @@ def main() -> int:
         print(f"  [{'ok' if ok else 'MISSED'}] {name}")
     out = ROOT / ".bench"
     out.mkdir(exist_ok=True)
-    (out / "results.json").write_text(json.dumps(
-        {"bare": bare, "gateway": gateway, "ratio": ratio, "ttft_added_ms": added,
-         "targets_met": all(checks.values())}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "bare": bare,
+                "gateway": gateway,
+                "ratio": ratio,
+                "ttft_added_ms": added,
+                "targets_met": all(checks.values()),
+            },
+            indent=2,
+        )
+    )
     return 0 if all(checks.values()) else 1
 
 

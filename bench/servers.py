@@ -28,7 +28,9 @@ def bare_app() -> Starlette:
             yield b'id: 1\nevent: start\ndata: {"request_id":"req_0"}\n\n'
             for index in range(count):
                 yield b'id: %d\nevent: delta\ndata: {"index":%d,"text":" token"}\n\n' % (
-                    index + 2, index)
+                    index + 2,
+                    index,
+                )
             yield b'id: %d\nevent: end\ndata: {"stop_reason":"max_tokens"}\n\n' % (count + 2)
 
         return EventSourceResponse(events(), ping=0)
