@@ -20,3 +20,16 @@ def test_readme_course_map_names_every_lab_and_its_time_box():
     for lab in catalog.labs().values():
         assert f"{lab.number} · {lab.title}" in readme, lab.title
         assert f"{lab.minutes} min" in readme
+
+
+def test_every_source_cited_in_the_docs_is_listed_in_sources_md():
+    import re
+
+    listed = set(
+        re.findall(r"\*\*\[([a-z0-9-]+)\]\*\*", (ROOT / "docs" / "sources.md").read_text())
+    )
+    for name in ("aws-mapping.md", "cheatsheet.md"):
+        cited = set(
+            re.findall(r"\[([a-z0-9]+(?:-[a-z0-9]+)+)\]", (ROOT / "docs" / name).read_text())
+        )
+        assert cited <= listed, f"docs/{name} cites unknown sources: {sorted(cited - listed)}"
