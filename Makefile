@@ -77,6 +77,10 @@ gateway: setup
 cheatsheet: setup
 	$(BIN)/python -m quizzes cheatsheet --out docs/cheatsheet.md
 
+## bench: the gateway's speed targets against a bare sse-starlette endpoint (not in make test)
+bench: setup
+	$(BIN)/python bench/run.py
+
 ## lock: re-resolve the exact versions in requirements/lock.txt after changing pyproject.toml
 lock:
 	$(BIN)/pip-compile --quiet --strip-extras --extra dev --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
