@@ -67,6 +67,20 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level)
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
+    GatewayServer(config).run(sockets=[sock])
     return 0
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, but open chat answers get an `error` before their sockets close with 1012.
+
+    uvicorn closes every WebSocket as it shuts down, before the app's lifespan shutdown, so
+    the gateway is told first, on the server's own loop.
+    """
+
+    async def shutdown(self, sockets=None) -> None:
+        shutdown_streams = getattr(self.config.app.state, "shutdown_streams", None)
+        if shutdown_streams is not None:
+            await shutdown_streams()
+        await super().shutdown(sockets)

@@ -43,6 +43,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "quota_exceeded": ErrorKind(429, "Token quota exceeded", True),
     "busy": ErrorKind(409, "An answer is already streaming", True),
     "overloaded": ErrorKind(503, "Gateway overloaded", True),
+    # The gateway is stopping (a deploy, a scale-in): reconnect, possibly to another instance.
+    "shutting_down": ErrorKind(503, "Gateway restarting", True),
     # The model or the stream failed; a retry may succeed.
     "model_timeout": ErrorKind(504, "Model did not start answering in time", True),
     "stream_timeout": ErrorKind(504, "Stream exceeded its maximum duration", False),

@@ -69,6 +69,39 @@ class Settings(BaseSettings):
     # All keys together: above this the gateway answers 503 overloaded, to protect the backend.
     max_total_streams: int = Field(256, gt=0)
 
+    # --- the WebSocket chat (/v1/chat), per connection ---------------------------------------
+    # API Gateway WebSocket APIs take messages of at most 128 KB (in frames of at most 32 KB) and
+    # close the connection with 1009 when one is larger [apigw-ws-quotas]. We do the same.
+    ws_max_message_bytes: int = Field(128 * 1024, gt=0)
+    # API Gateway closes a WebSocket connection idle for 10 minutes and any connection after 2
+    # hours, whatever its traffic [apigw-ws-quotas]. Idle means no message either way: a ping
+    # from the client or a token to it restarts the timer.
+    ws_idle_timeout_seconds: Seconds = 600.0
+    ws_max_connection_seconds: Seconds = 7200.0
+    # Messages a connection may send: a token bucket, as API Gateway throttles each route with
+    # ThrottlingRateLimit and ThrottlingBurstLimit [apigw-ws-throttling]. A refused message gets
+    # a `rate_limited` error; a client that keeps sending after this many refusals in a row is
+    # closed with 1008.
+    ws_messages_per_second: float = Field(5.0, gt=0)
+    ws_message_burst: int = Field(10, ge=1)
+    ws_rate_limited_before_close: int = Field(10, ge=1)
+    # Open chat connections per API key. API Gateway has no quota on concurrent connections, only
+    # on new ones per second [apigw-ws-quotas]; a gateway in front of one model needs a cap.
+    ws_max_connections_per_key: int = Field(8, gt=0)
+    # How long a browser's single-use connection ticket is valid. A browser cannot set an
+    # Authorization header on a WebSocket, and an API key in a URL ends up in logs; a ticket that
+    # dies in seconds and works once is safe to put there.
+    ws_ticket_seconds: Seconds = 30.0
+    # The conversation a follow-up carries: earlier turns up to this many tokens, oldest dropped
+    # first. Every turn kept is prompt tokens paid again on each question.
+    ws_history_tokens: int = Field(2000, ge=0)
+    # permessage-deflate: off. Tokens are a few bytes each, so compressing them saves almost
+    # nothing, while deflate costs ~34 KiB of memory per connection and ~2 us per message
+    # (measured on the course VM, 2026-11-24): for many mostly idle chat connections, memory
+    # matters more. uvicorn negotiates it, not the app: the app names it in
+    # `app.state.uvicorn_options`, which BackgroundServer and the command line apply.
+    ws_per_message_deflate: bool = False
+
     # --- the model --------------------------------------------------------------------------
     # "fake" is the offline, deterministic model; the Bedrock adapter is not built yet.
     model: Literal["fake"] = "fake"

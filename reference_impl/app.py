@@ -1,10 +1,12 @@
 """The gateway app: the routes of the contract, wired in the order a request flows.
 
 request -> edge checks (edge.py) -> admission (limits.py) -> model stream (model.py)
-        -> stream guard (guard.py) -> wire format (wire_sse.py for SSE, JSON for /v1/ask)
+        -> stream guard (guard.py) -> wire format (wire_sse.py for SSE, JSON for /v1/ask,
+           wire_ws.py for the WebSocket chat, whose connections chat.py serves)
 
-`contract/openapi.yaml` is the contract; this file implements it and a test fails when the two
-disagree on a route. FastAPI's own generated schema and docs are switched off.
+`contract/openapi.yaml` is the contract of the HTTP routes and `contract/asyncapi.yaml` of the
+WebSocket chat; this file implements them and a test fails when they disagree on a route.
+FastAPI's own generated schema and docs are switched off.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import edge
+from .chat import ChatHub
 from .documents import builtin
 from .errors import GatewayError, problem, problem_from, problem_response
 from .guard import Delta, Finished, Limits, Progress, guard_stream
@@ -258,5 +261,31 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
             ping_message_factory=PingComment,
             send_timeout=settings.send_timeout_seconds,
         )
+
+    hub = ChatHub(gateway)
+    # uvicorn closes every WebSocket with 1012 as it stops, before the lifespan shutdown runs;
+    # BackgroundServer.stop calls this first, so each open answer gets an `error` before that.
+    app.state.before_server_stop = hub.before_server_stop
+    # The same, for a server that calls it on its own loop (cli.GatewayServer).
+    app.state.shutdown_streams = hub.shutdown
+    # Options that belong to the server, not the app; BackgroundServer and the CLI apply them.
+    app.state.uvicorn_options = {"ws_per_message_deflate": settings.ws_per_message_deflate}
+
+    @app.post("/v1/chat/tickets", status_code=201)
+    async def chat_ticket(request: Request) -> JSONResponse:
+        """A single-use ticket that opens one chat connection from a browser, within seconds."""
+        key = edge.authenticate(request, settings)
+        gateway.admission.check_rate(key)
+        issued = hub.tickets.issue(key)
+        body = {
+            "ticket": issued.ticket,
+            "expires_in_seconds": settings.ws_ticket_seconds,
+            "url": f"/v1/chat?ticket={issued.ticket}",
+        }
+        return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+    @app.websocket("/v1/chat")
+    async def chat(websocket: WebSocket) -> None:
+        await hub.serve(websocket)
 
     return app

@@ -74,7 +74,10 @@ class BackgroundServer:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((self.host, self.requested_port))
-        config = uvicorn.Config(self.app, **self.uvicorn_options)
+        # An app may name server options of its own (the gateway: permessage-deflate off);
+        # options given to BackgroundServer win.
+        app_options = getattr(getattr(self.app, "state", None), "uvicorn_options", None) or {}
+        config = uvicorn.Config(self.app, **{**app_options, **self.uvicorn_options})
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name=f"uvicorn-{self.name}", daemon=True)
         self.thread.start()
@@ -100,6 +103,11 @@ class BackgroundServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and free the port; open streams are closed by uvicorn's shutdown."""
+        # An app may want to end its open WebSockets its own way first (the gateway sends each
+        # open answer an `error`); uvicorn would close them with 1012 straight away.
+        before_stop = getattr(getattr(self.app, "state", None), "before_server_stop", None)
+        if before_stop is not None and self.server is not None and self.server.started:
+            before_stop()
         if self.server is not None:
             self.server.should_exit = True
         if self.thread is not None:

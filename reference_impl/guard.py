@@ -96,6 +96,11 @@ class Deadlines:
 
     def token_arrived(self) -> None:
         self.token_deadline = self.loop.time() + self.limits.idle_timeout
+        if self.handle is not None and self.token_deadline < self.handle.when():
+            # Only a deadline that moved earlier needs a new timer: the first token, when the
+            # idle timeout is shorter than the first-token timeout. Later ones just wait.
+            self.handle.cancel()
+            self.handle = None
 
     def passed(self) -> str | None:
         """ "stream" or "token" when that deadline has passed, else None."""

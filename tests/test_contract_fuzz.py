@@ -45,5 +45,5 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(start_gate
     )
     summary = result.stdout[-6000:]
     assert result.returncode == 0, summary + result.stderr[-2000:]
-    assert "Tested: 6" in summary, summary
+    assert "Tested: 7" in summary, summary
     assert gateway.metric("gateway_rejections_total", code="internal_error") == 0

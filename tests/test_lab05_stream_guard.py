@@ -151,3 +151,12 @@ def test_closing_the_stream_cancels_a_stalled_model_at_once(impl):
     first = asyncio.run(scenario())
     assert type(first).__name__ == "Delta"
     assert model.stopped, "aclose() must cancel the model task before it returns"
+
+
+@lab05
+def test_an_idle_timeout_shorter_than_the_first_token_timeout_is_kept(impl):
+    model = ScriptedModel(impl, tokens=2, then="stall")
+    started = time.monotonic()
+    items, _ = run_guard(impl, model, first_token_timeout=30.0, idle_timeout=0.1)
+    assert items[-1].code == "idle_timeout"
+    assert time.monotonic() - started < 30.0, "the idle deadline, not the first-token one, ends it"

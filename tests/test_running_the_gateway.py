@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -142,3 +144,54 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(start_gat
     finally:
         client.close()
     assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 1
+
+
+def test_permessage_deflate_is_off_even_when_the_client_offers_it(start_gateway):
+    from websockets.sync.client import connect
+
+    gateway = start_gateway()
+    url = gateway.url.replace("http://", "ws://") + "/v1/chat"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with connect(url, additional_headers=headers, compression="deflate") as connection:
+        assert connection.protocol.extensions == []
+        connection.send(json.dumps({"type": "ping"}))
+        assert json.loads(connection.recv(timeout=10)) == {"type": "pong"}
+
+
+@pytest.mark.timeout(60)
+def test_the_command_line_ends_open_answers_with_an_error_then_1012_on_sigterm():
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    process, line = start_cli(
+        "--api-keys", "cli-key", "--fake-behavior", "stall", "--log-level", "warning"
+    )
+    try:
+        url = re.match(r"Gateway \(reference\) on (http://\S+)", line).group(1)
+        ws_url = url.replace("http://", "ws://") + "/v1/chat"
+        deadline = time.monotonic() + 20
+        while True:  # the port is printed just before uvicorn starts serving
+            try:
+                connection = connect(
+                    ws_url, additional_headers={"Authorization": "Bearer cli-key"}, compression=None
+                )
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        with connection:
+            connection.send(json.dumps({"type": "ask", "id": "q1", **QUESTION}))
+            assert json.loads(connection.recv(timeout=10))["type"] == "start"
+            assert json.loads(connection.recv(timeout=10))["type"] == "delta"
+            os.killpg(process.pid, signal.SIGTERM)
+            messages = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    messages.append(json.loads(connection.recv(timeout=20)))
+        last = messages[-1]
+        assert last["type"] == "error" and last["problem"]["code"] == "shutting_down"
+        assert closed.value.rcvd.code == 1012
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)

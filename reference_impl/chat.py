@@ -1,0 +1,450 @@
+"""The WebSocket chat (/v1/chat): one conversation per connection, one answer at a time.
+
+A connection is served by two tasks, in the supervisor shape of the SSE stream:
+- the receive loop: reads every client message as it arrives (so a disconnect is noticed at
+  once, not at the next send), checks the per-connection limits and routes the message;
+- the answer task: pulls the model through the same stream guard as SSE and sends `start`,
+  `delta`s and one terminal message.
+A `cancel`, a disconnect, a connection limit or a server shutdown cancels the answer task; the
+guard's `finally` then closes the model stream at once, even while the model is stalled, and
+the task's `finally` bills what the model generated and frees the admission slot.
+
+Per connection, like an API Gateway WebSocket API [apigw-ws-quotas]: messages up to 128 KB
+(else close 1009), idle timeout, maximum connection time, and a message rate. The close codes
+and when each is sent are in `contract/asyncapi.yaml`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from . import edge, wire_ws
+from .errors import GatewayError
+from .guard import Delta, Progress, finished, guard_stream
+from .limits import Ticket, TokenBucket
+from .model import ModelRequest, Turn
+from .tickets import TicketBook
+from .tokenizer import count_tokens
+from .wire_sse import StreamOutcome
+
+log = logging.getLogger("gateway.chat")
+
+# Close codes (RFC 6455 section 7.4 and the IANA registry; 4000-4999 are private).
+GOING_AWAY = 1001  # idle timeout or maximum connection time: reconnect
+POLICY_VIOLATION = 1008  # kept sending after being rate limited
+MESSAGE_TOO_BIG = 1009  # as API Gateway does above 128 KB [apigw-ws-quotas]
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013  # too many connections for this API key
+UNAUTHORIZED = 4401  # the private-use mirror of HTTP 401
+
+
+@dataclass
+class Answer:
+    """The answer streaming on a connection, and how it is being ended, if it is."""
+
+    ask_id: str
+    question: str
+    request_id: str
+    model_request: ModelRequest
+    ticket: Ticket
+    task: asyncio.Task | None = None
+    # None while it runs; "cancel" (the client asked), "shutdown" (the server stops) or
+    # "close" (the connection is closing) when it is being stopped on purpose.
+    ending: str | None = None
+    ended: bool = False  # its terminal message is sent (or being sent): never a second one
+
+
+class ChatHub:
+    """Every chat connection of one app: the per-key count, the tickets, the shutdown hook."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.tickets = TicketBook(self.settings.ws_ticket_seconds)
+        self.connections: set[ChatConnection] = set()
+        self.per_key: dict[str, int] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
+
+    def authenticate(self, websocket: WebSocket) -> str:
+        """The API key of a connection, as a `$connect` authorizer decides it [apigw-ws-auth].
+
+        Programs send `Authorization: Bearer <key>`; browsers, which cannot set headers on a
+        WebSocket, send `?ticket=` with a single-use ticket. A key is never read from the URL.
+        """
+        if "authorization" in websocket.headers:
+            return edge.authenticate(websocket, self.settings)
+        ticket = websocket.query_params.get("ticket")
+        if ticket is None:
+            raise GatewayError(
+                "unauthorized",
+                "Send Authorization: Bearer <key>, or a ticket from POST /v1/chat/tickets as "
+                "?ticket=<ticket>. API keys are not accepted in the URL.",
+            )
+        key = self.tickets.redeem(ticket)
+        if key is None:
+            raise GatewayError(
+                "unauthorized", "The ticket is unknown, already used or expired; get a new one."
+            )
+        return key
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """Authenticate, count the connection against its key, and serve it until it closes."""
+        self.loop = asyncio.get_running_loop()
+        try:
+            key = self.authenticate(websocket)
+        except GatewayError as error:
+            await self.refuse(websocket, error, UNAUTHORIZED)
+            return
+        if self.stopping:
+            error = GatewayError("shutting_down", "The gateway is restarting; reconnect.")
+            await self.refuse(websocket, error, SERVICE_RESTART)
+            return
+        if self.per_key.get(key, 0) >= self.settings.ws_max_connections_per_key:
+            limit = self.settings.ws_max_connections_per_key
+            error = GatewayError(
+                "rate_limited",
+                f"This API key already has {limit} chat connections open, the most it may have.",
+                retry_after_seconds=1.0,
+            )
+            await self.refuse(websocket, error, TRY_AGAIN_LATER)
+            return
+        connection = ChatConnection(self, websocket, key)
+        self.per_key[key] = self.per_key.get(key, 0) + 1
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            self.per_key[key] -= 1
+
+    async def refuse(self, websocket: WebSocket, error: GatewayError, code: int) -> None:
+        """Accept, say why in one `error` message, close with `code`: a browser cannot read
+        the HTTP status of a refused handshake (it sees only 1006), but it can read these."""
+        self.gateway.reject(error.code)
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.accept()
+            message = wire_ws.error_message(None, error, edge.new_request_id())
+            await websocket.send_text(wire_ws.encode(message))
+            await websocket.close(code, error.code)
+
+    async def shutdown(self) -> None:
+        """Every open answer gets an `error` (shutting_down), then every socket closes 1012."""
+        self.stopping = True
+        closing = [
+            c.close(SERVICE_RESTART, "server restarting", ending="shutdown")
+            for c in list(self.connections)
+        ]
+        await asyncio.gather(*closing, return_exceptions=True)
+
+    def before_server_stop(self, timeout: float = 5.0) -> None:
+        """Run `shutdown` on the server's loop from another thread (BackgroundServer.stop).
+
+        uvicorn closes WebSockets with 1012 by itself when it stops, before the app's lifespan
+        shutdown runs, so an app that wants to say why first must be told earlier.
+        """
+        loop = self.loop
+        if loop is None or loop.is_closed() or not self.connections:
+            return
+        future = asyncio.run_coroutine_threadsafe(self.shutdown(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout)
+
+
+class ChatConnection:
+    """One open chat connection: its conversation, its limits and its answer, if any."""
+
+    def __init__(self, hub: ChatHub, websocket: WebSocket, key: str) -> None:
+        self.hub = hub
+        self.gateway = hub.gateway
+        self.settings = hub.settings
+        self.websocket = websocket
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.opened_at = self.last_activity = self.loop.time()
+        self.bucket = TokenBucket(
+            self.settings.ws_messages_per_second, self.settings.ws_message_burst
+        )
+        self.refused_in_a_row = 0
+        self.answer: Answer | None = None
+        self.closed = False
+        # The conversation: earlier turns, oldest first, and their size in tokens.
+        self.history: deque[Turn] = deque()
+        self.history_tokens = 0
+        self.document_id: str | None = None
+        # For errors about the connection itself (no ask to name).
+        self.request_id = edge.new_request_id()
+
+    # --- the receive loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.websocket.accept()
+        self.touch()
+        timer = asyncio.create_task(self.close_when_idle_or_too_old())
+        try:
+            while not self.closed:
+                frame = await self.websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                self.touch()
+                if await self.within_limits(frame):
+                    await self.handle(frame)
+        except Exception:  # a bug: log it, tell the client only that it failed
+            log.exception("chat connection failed")
+            await self.close(INTERNAL_ERROR, "internal error")
+        finally:
+            timer.cancel()
+            # The client left (or we closed): stop the model now and bill what it generated.
+            await self.stop_answer(ending=None)
+            self.closed = True
+
+    def touch(self) -> None:
+        """A message went either way: the idle timer starts again."""
+        self.last_activity = self.loop.time()
+
+    async def within_limits(self, frame: dict[str, Any]) -> bool:
+        """Enforce the per-connection limits on one received frame; False drops the frame."""
+        # BEGIN SOLUTION lab07: enforce the per-connection limits, message size then message rate
+        text, data = frame.get("text"), frame.get("bytes")
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > self.settings.ws_max_message_bytes:
+            # As API Gateway does for a message above 128 KB [apigw-ws-quotas].
+            self.gateway.reject("request_too_large")
+            await self.close(MESSAGE_TOO_BIG, "message too big")
+            return False
+        wait = self.bucket.try_take()
+        if wait == 0:
+            self.refused_in_a_row = 0
+            return True
+        self.refused_in_a_row += 1
+        self.gateway.reject("rate_limited")
+        if self.refused_in_a_row >= self.settings.ws_rate_limited_before_close:
+            await self.close(POLICY_VIOLATION, "rate limit exceeded")
+            return False
+        error = GatewayError(
+            "rate_limited",
+            f"More than {self.settings.ws_messages_per_second:g} messages per second (burst "
+            f"{self.settings.ws_message_burst}) on this connection; the message was dropped.",
+            retry_after_seconds=wait,
+        )
+        await self.send(wire_ws.error_message(self.id_of(frame), error, self.request_id))
+        return False
+        # END SOLUTION
+
+    def id_of(self, frame: dict[str, Any]) -> str | None:
+        try:
+            return wire_ws.route(frame).message.get("id")
+        except GatewayError:
+            return None
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        try:
+            routed = wire_ws.route(frame)
+        except wire_ws.Unroutable as error:  # the $default route
+            self.gateway.reject(error.code)
+            await self.send(wire_ws.error_message(error.message_id, error, self.request_id))
+            return
+        if routed.route == "ask":
+            await self.ask(routed.message)
+        elif routed.route == "cancel":
+            await self.cancel(routed.message)
+        else:
+            await self.send(wire_ws.PONG)
+
+    # --- ask: admission, then the answer task -----------------------------------------------
+
+    async def ask(self, message: dict[str, Any]) -> None:
+        ask_id, request_id = message["id"], edge.new_request_id()
+        if self.answer is not None:
+            # One answer at a time: a second one would interleave its tokens with the first.
+            error = GatewayError(
+                "busy",
+                f"Answer {self.answer.ask_id} is still streaming; cancel it or wait for its end.",
+            )
+            self.gateway.reject(error.code)
+            await self.send(wire_ws.error_message(ask_id, error, request_id))
+            return
+        try:
+            self.gateway.admission.check_rate(self.key)
+            model_request, truncated = self.model_request(message)
+            ticket = self.gateway.admission.admit(
+                self.key, model_request.prompt_tokens, model_request.max_tokens
+            )
+        except GatewayError as error:
+            self.gateway.reject(error.code)
+            await self.send(wire_ws.error_message(ask_id, error, request_id))
+            return
+        metrics = self.gateway.metrics
+        metrics.model_requests.labels(model=self.gateway.model.name).inc()
+        metrics.streams_active.inc()
+        answer = Answer(ask_id, message["question"], request_id, model_request, ticket)
+        self.answer = answer
+        answer.task = asyncio.create_task(self.stream_answer(answer, truncated))
+
+    def model_request(self, message: dict[str, Any]) -> tuple[ModelRequest, bool]:
+        """The model request for an ask, with as much of the conversation as the budget allows.
+
+        The document, max_tokens cap and prompt limit are checked by the same edge code as HTTP.
+        """
+        document_id = message.get("document_id", self.document_id)
+        if document_id is None:
+            raise GatewayError(
+                "invalid_request", "The first ask of a conversation must name a document_id."
+            )
+        fields = {"question": message["question"], "document_id": document_id}
+        if "max_tokens" in message:
+            fields["max_tokens"] = message["max_tokens"]
+        ask = edge.AskRequest(**fields)
+        request = edge.model_request(ask, self.settings)
+        self.document_id = document_id
+        truncated = False
+        while self.history and self.history_tokens > self.settings.ws_history_tokens:
+            dropped = self.history.popleft()  # oldest first
+            self.history_tokens -= turn_tokens(dropped)
+            truncated = True
+        return replace(request, history=tuple(self.history)), truncated
+
+    def remember(self, turn: Turn) -> None:
+        self.history.append(turn)
+        self.history_tokens += turn_tokens(turn)
+
+    async def stream_answer(self, answer: Answer, history_truncated: bool) -> None:
+        """Stream one answer: start, deltas, and one terminal message, however it ends."""
+        gateway = self.gateway
+        started = time.perf_counter()
+        progress, outcome = Progress(), StreamOutcome()
+        items = guard_stream(
+            gateway.model,
+            answer.model_request,
+            gateway.limits(answer.model_request.max_tokens),
+            progress,
+            started_at=started,
+            on_generated=lambda: gateway.count_generated(progress),
+        )
+        text: list[str] = []
+        try:
+            await self.send(
+                wire_ws.start_message(answer.ask_id, answer.request_id, history_truncated)
+            )
+            async for item in items:
+                if isinstance(item, Delta):
+                    if not text:
+                        gateway.metrics.ttft.observe(progress.first_token_at - started)
+                    text.append(item.text)
+                else:
+                    outcome.reason, outcome.finished = item.stop_reason, item
+                    answer.ended = True
+                await self.send(wire_ws.answer_message(answer.ask_id, item))
+        except GatewayError as error:
+            outcome.reason, outcome.error = error.code, error
+            answer.ended = True
+            await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
+        except asyncio.CancelledError:
+            if answer.ending not in ("cancel", "shutdown"):
+                raise  # the client left or the connection is closing: nobody to tell
+            asyncio.current_task().uncancel()
+            await items.aclose()  # the model stops here, before anything is sent
+            if answer.ended:
+                return  # its terminal message went out just before the cancel came
+            if answer.ending == "cancel":
+                outcome.reason = "cancelled"
+                outcome.finished = finished(progress, "cancelled", started)
+                gateway.metrics.cancellations.labels(reason="client_cancel").inc()
+                answer.ended = True
+                await self.send(wire_ws.answer_message(answer.ask_id, outcome.finished))
+            else:
+                answer.ended = True
+                error = GatewayError("shutting_down", "The gateway is restarting; ask again.")
+                outcome.reason, outcome.error = error.code, error
+                await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
+        finally:
+            answer.ended = True
+            try:
+                await items.aclose()
+            finally:
+                gateway.settle(answer.ticket, progress, outcome, started)
+                if outcome.finished is not None:  # what the client saw becomes the context
+                    self.remember(Turn(answer.question, "".join(text)))
+                if self.answer is answer:
+                    self.answer = None
+
+    # --- cancel ---------------------------------------------------------------------------
+
+    async def cancel(self, message: dict[str, Any]) -> None:
+        answer = self.answer
+        if answer is None or answer.ended or answer.ask_id != message["id"]:
+            error = GatewayError(
+                "invalid_request",
+                f"No answer with id {message['id']} is streaming; it may have just ended.",
+            )
+            self.gateway.reject(error.code)
+            await self.send(wire_ws.error_message(message["id"], error, self.request_id))
+            return
+        # BEGIN SOLUTION lab07: cancel the answer, stop the model now, end with the partial usage
+        answer.ending = "cancel"
+        answer.task.cancel()
+        # The task stops the model and sends `end` with stop_reason cancelled; wait for it, so
+        # the next message is handled with no answer streaming.
+        await asyncio.wait([answer.task])
+        # END SOLUTION
+
+    async def stop_answer(self, ending: str | None) -> None:
+        """Stop the answer task, if one runs, and wait until the model has stopped."""
+        answer = self.answer
+        if answer is None or answer.task is None or answer.task.done():
+            return
+        answer.ending = ending
+        answer.task.cancel()
+        await asyncio.wait([answer.task])
+
+    # --- sending and closing ----------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            await self.websocket.send_text(wire_ws.encode(message))
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            self.closed = True  # the client is gone; the receive loop ends the connection
+            return
+        self.touch()
+
+    async def close(self, code: int, reason: str, ending: str = "close") -> None:
+        """Stop the answer (telling the client when `ending` is "shutdown"), then close."""
+        if self.closed:
+            return
+        await self.stop_answer(ending)
+        self.closed = True
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.websocket.close(code, reason)
+
+    async def close_when_idle_or_too_old(self) -> None:
+        """Close with 1001 when no message went either way for the idle timeout, or when the
+        connection reached its maximum time [apigw-ws-quotas]. Wakes up only at the next
+        deadline: messages just move `last_activity`, as the guard's deadlines do."""
+        settings = self.settings
+        too_old_at = self.opened_at + settings.ws_max_connection_seconds
+        while True:
+            idle_at = self.last_activity + settings.ws_idle_timeout_seconds
+            now = self.loop.time()
+            if now >= too_old_at:
+                reason = "maximum connection time reached"
+                break
+            if now >= idle_at:
+                reason = "idle timeout"
+                break
+            await asyncio.sleep(min(idle_at, too_old_at) - now)
+        await self.close(GOING_AWAY, reason)
+
+
+def turn_tokens(turn: Turn) -> int:
+    return count_tokens(turn.question) + count_tokens(turn.answer)
