@@ -1,0 +1,458 @@
+"""Measurements the notebooks make against a running gateway, so their claims are numbers.
+
+Every helper talks to the gateway over real HTTP on loopback, with a real SSE client
+(`httpx-sse`), and reads the gateway's own meters from `GET /metrics`:
+
+- `time_to_first_token` / `time_full_response`: what a waiting user feels, streamed or not;
+- `percentiles`: p50/p90/p99 of a few timings;
+- `read_stream`: one answer as raw SSE text and parsed events (or the problem before it);
+- `runaway_cost`: tokens and dollars a model that ignores max_tokens costs, per stream;
+- `disconnect_mid_stream`: does generation stop when the reader leaves?
+- `hold_streams`: admit several streams at once and see which limits refuse them;
+- `retry_storm`: many clients against a rate limit, retrying at once or honouring Retry-After.
+
+Waiting for the gateway is done on a condition with a deadline (a meter reaching a value),
+never on a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import httpx_sse
+from prometheus_client.parser import text_string_to_metric_families
+
+MODEL = "fake-docqa"
+GENERATED = "gateway_model_tokens_generated_total"  # the cost meter, in tokens
+COST = "gateway_model_cost_dollars_total"  # the same, in dollars at the configured prices
+STREAMS_ENDED = "gateway_stream_duration_seconds_count"  # grows last when a stream is settled
+TERMINAL = frozenset({"end", "error"})
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _problem(response: httpx.Response) -> dict[str, Any] | None:
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+# --- the gateway's meters -----------------------------------------------------------------------
+
+
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """One sample from the gateway's `GET /metrics` (0 when it was never set)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def wait_for_metric(
+    base_url: str,
+    name: str,
+    done: Callable[[float], bool],
+    timeout: float = 10.0,
+    **labels: str,
+) -> float:
+    """Poll a meter until `done(value)` holds; return the value. Raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = metric(base_url, name, **labels)
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}{labels} stayed at {value} for {timeout} s")
+        time.sleep(0.005)
+
+
+def _wait_until_settled(base_url: str, streams_ended_before: float, count: int = 1) -> None:
+    # The gateway bills a stream (cost meter, token budget, slot) in one `finally` that records
+    # the stream's duration last; once that count has grown, every meter of the stream is final.
+    wait_for_metric(base_url, STREAMS_ENDED, lambda v: v >= streams_ended_before + count)
+
+
+# --- one answer, timed --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a user saw what, in seconds from sending the request."""
+
+    first_byte_s: float  # the response headers arrived
+    first_token_s: float | None  # the first words were on screen (None: no answer)
+    total_s: float  # the answer was complete
+    tokens: int  # output tokens received
+    status: int = 200
+
+
+def time_to_first_token(
+    base_url: str, key: str, body: dict[str, Any], path: str = "/v1/ask/stream"
+) -> Timing:
+    """Stream one answer and time it as a user sees it: the first `delta` is the first token."""
+    first_token, tokens = None, 0
+    with httpx.Client(timeout=60, headers=_headers(key)) as client:
+        started = time.perf_counter()
+        with httpx_sse.connect_sse(client, "POST", f"{base_url}{path}", json=body) as source:
+            first_byte = time.perf_counter() - started
+            status = source.response.status_code
+            if status == 200:
+                for event in source.iter_sse():
+                    if event.event == "delta":
+                        tokens += 1
+                        if first_token is None:
+                            first_token = time.perf_counter() - started
+                    elif event.event in TERMINAL:
+                        break
+            else:
+                source.response.read()
+        total = time.perf_counter() - started
+    return Timing(first_byte, first_token, total, tokens, status)
+
+
+def time_full_response(
+    base_url: str, key: str, body: dict[str, Any], path: str = "/v1/ask"
+) -> Timing:
+    """Ask for the whole answer in one body: the user sees the first token when it all arrives."""
+    with httpx.Client(timeout=60, headers=_headers(key)) as client:
+        started = time.perf_counter()
+        with client.stream("POST", f"{base_url}{path}", json=body) as response:
+            first_byte = time.perf_counter() - started
+            response.read()
+        total = time.perf_counter() - started
+    if response.status_code != 200:
+        return Timing(first_byte, None, total, 0, response.status_code)
+    tokens = response.json()["usage"]["output_tokens"]
+    return Timing(first_byte, total, total, tokens, response.status_code)
+
+
+def in_parallel(count: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list:
+    """Call `function(*args, **kwargs)` `count` times at once (one thread each), like `count`
+    users pressing Ask together; return the results in order."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(function, *args, **kwargs) for _ in range(count)]
+        return [future.result() for future in futures]
+
+
+def percentiles(values: Iterable[float], points: Sequence[float] = (50, 90, 99)) -> dict:
+    """The given percentiles of `values`, interpolating linearly between the nearest ranks
+    (numpy's default): {50: ..., 90: ..., 99: ...}."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentiles of nothing: give at least one value")
+    result = {}
+    for point in points:
+        if not 0 <= point <= 100:
+            raise ValueError(f"a percentile is between 0 and 100, not {point}")
+        rank = (len(ordered) - 1) * point / 100
+        low, high = math.floor(rank), math.ceil(rank)
+        result[point] = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    return result
+
+
+# --- one answer, read whole ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamRead:
+    """One streaming request: the raw bytes, the parsed events, or the problem before them."""
+
+    status: int
+    headers: httpx.Headers
+    raw: str
+    events: list[dict[str, Any]] = field(default_factory=list)  # {"event", "data", "id"}
+    problem: dict[str, Any] | None = None  # the HTTP error body when status is not 200
+    seconds: float = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return [event["event"] for event in self.events]
+
+    def data(self, index: int) -> Any:
+        return json.loads(self.events[index]["data"])
+
+    @property
+    def summary(self) -> str:
+        """The stream in one line: `200: start, 3 x delta, error idle_timeout (504)`."""
+        if self.status != 200:
+            return f"{self.status}: no stream, problem {(self.problem or {}).get('code')}"
+        parts, deltas = [], self.names.count("delta")
+        parts.append(self.names[0] if self.names else "(no events)")
+        if deltas:
+            parts.append(f"{deltas} x delta")
+        if self.names and self.names[-1] == "error":
+            problem = self.data(-1)
+            parts.append(f"error {problem['code']} ({problem['status']})")
+        elif self.names and self.names[-1] == "end":
+            parts.append(f"end {self.data(-1)['stop_reason']}")
+        return f"{self.status}: " + ", ".join(parts)
+
+
+def read_stream(
+    base_url: str, key: str | None, body: Any, path: str = "/v1/ask/stream"
+) -> StreamRead:
+    """POST a streaming request, read it to the end, and parse it with a real SSE client."""
+    with httpx.Client(timeout=60, headers=_headers(key)) as client:
+        started = time.perf_counter()
+        with client.stream("POST", f"{base_url}{path}", json=body) as response:
+            raw = response.read()
+        seconds = time.perf_counter() - started
+    text = raw.decode("utf-8")
+    if response.status_code != 200:
+        return StreamRead(
+            response.status_code, response.headers, text, [], _problem(response), seconds
+        )
+    replay = httpx.Response(200, headers=response.headers, content=raw)
+    events = [
+        {"event": e.event, "data": e.data, "id": e.id or None}
+        for e in httpx_sse.EventSource(replay).iter_sse()
+    ]
+    return StreamRead(200, response.headers, text, events, None, seconds)
+
+
+# --- what a runaway costs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunawayCost:
+    """One stream from a model that ignores max_tokens, and what the cost meter charged for it."""
+
+    max_tokens: int
+    ending: str  # the end event's stop_reason, or the error event's code
+    seconds: float
+    tokens_delivered: int  # delta events the client received
+    tokens_generated: int  # what the model produced (the cost meter)
+    dollars: float  # input + output at the gateway's prices
+
+
+def runaway_cost(
+    base_url: str, key: str, body: dict[str, Any], max_tokens: int, model: str = MODEL
+) -> RunawayCost:
+    """Stream `body` with `max_tokens` and read what the meters charged for this one stream.
+
+    Start the gateway with `fake_behavior="runaway"`: the model then never stops by itself,
+    so only the gateway's limits (max_tokens, max_stream_seconds) end the stream.
+    """
+    generated, dollars = metric(base_url, GENERATED, model=model), metric(base_url, COST)
+    ended = metric(base_url, STREAMS_ENDED)
+    result = read_stream(base_url, key, {**body, "max_tokens": max_tokens})
+    if result.status != 200:
+        problem = result.problem or {}
+        raise ValueError(f"the stream was refused: {result.status} {problem.get('code')}")
+    _wait_until_settled(base_url, ended)
+    last = result.data(-1)
+    return RunawayCost(
+        max_tokens=max_tokens,
+        ending=last.get("stop_reason") or last.get("code"),
+        seconds=result.seconds,
+        tokens_delivered=result.names.count("delta"),
+        tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
+        dollars=metric(base_url, COST) - dollars,
+    )
+
+
+# --- a reader who leaves ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """The cost meter around a client that closed its stream after `tokens_read` tokens."""
+
+    tokens_read: int
+    generated_at_release: int  # tokens generated when the gateway had released the stream
+    generated_after_watch: int  # the same meter `watch_seconds` later
+    watch_seconds: float
+    release_seconds: float  # from closing the connection to the gateway's release
+
+
+def disconnect_mid_stream(
+    base_url: str,
+    key: str,
+    body: dict[str, Any],
+    after_tokens: int,
+    watch_seconds: float = 0.5,
+    model: str = MODEL,
+) -> Disconnect:
+    """Read `after_tokens` tokens, close the connection, then watch the cost meter.
+
+    If the gateway stops the model when the reader leaves, the meter stands still after the
+    release; if it does not, it keeps rising at the model's speed for nobody.
+    """
+    generated, ended = metric(base_url, GENERATED, model=model), metric(base_url, STREAMS_ENDED)
+    read = 0
+    with httpx.Client(timeout=60, headers=_headers(key)) as client:
+        url = f"{base_url}/v1/ask/stream"
+        with httpx_sse.connect_sse(client, "POST", url, json=body) as source:
+            if source.response.status_code != 200:
+                source.response.read()
+                raise ValueError(f"the stream was refused: {source.response.status_code}")
+            for event in source.iter_sse():
+                read += event.event == "delta"
+                if read >= after_tokens or event.event in TERMINAL:
+                    break
+        closed = time.perf_counter()  # leaving the blocks closed the connection mid-stream
+    _wait_until_settled(base_url, ended)
+    released = time.perf_counter()
+    at_release = metric(base_url, GENERATED, model=model) - generated
+    time.sleep(watch_seconds)  # the measurement itself: does the meter move while we watch?
+    after_watch = metric(base_url, GENERATED, model=model) - generated
+    return Disconnect(read, int(at_release), int(after_watch), watch_seconds, released - closed)
+
+
+# --- admission: several streams at once ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """How the gateway answered one stream request: 200, or a problem with its code."""
+
+    status: int
+    code: str | None = None
+    retry_after: str | None = None  # the Retry-After header
+    detail: str | None = None
+
+
+def hold_streams(base_url: str, key: str, body: dict[str, Any], count: int) -> list[Admitted]:
+    """Open `count` streams one after another, each kept open (its `start` event read) while
+    the next is asked for, then close them all and wait until the gateway has settled them."""
+    ended = metric(base_url, STREAMS_ENDED)
+    answers, readers = [], []
+    with httpx.Client(timeout=60, headers=_headers(key)) as client, ExitStack() as still_open:
+        for _ in range(count):
+            stream = client.stream("POST", f"{base_url}/v1/ask/stream", json=body)
+            response = still_open.enter_context(stream)
+            if response.status_code == 200:
+                events = httpx_sse.EventSource(response).iter_sse()
+                next(events)  # `start`: admitted, and holding its slot and its tokens
+                readers.append(events)  # keep it: dropping the reader closes the connection
+                answers.append(Admitted(200))
+                continue
+            response.read()
+            problem = _problem(response) or {}
+            retry_after = response.headers.get("retry-after")
+            answers.append(
+                Admitted(
+                    response.status_code, problem.get("code"), retry_after, problem.get("detail")
+                )
+            )
+    admitted = sum(answer.status == 200 for answer in answers)
+    if admitted:
+        _wait_until_settled(base_url, ended, admitted)
+    return answers
+
+
+# --- retries: a storm, or patience --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryStorm:
+    """What `clients` clients, each wanting one answer, cost the gateway."""
+
+    clients: int
+    honour_retry_after: bool
+    attempts: int  # requests sent, first tries and retries
+    refused: int  # 429 answers among them
+    successes: int  # clients that got their answer
+    gave_up: int  # clients that stopped without one (deadline, attempt cap, not retryable)
+    seconds: float  # until the last client finished
+
+    @property
+    def load_factor(self) -> float:
+        """Requests sent per answer delivered: 1.0 is no waste."""
+        return self.attempts / self.successes if self.successes else math.inf
+
+
+def retry_storm(
+    base_url: str,
+    key: str,
+    *,
+    clients: int = 20,
+    seconds: float = 5.0,
+    honour_retry_after: bool,
+    path: str = "/v1/documents",
+    body: dict[str, Any] | None = None,
+    max_attempts: int = 6,
+    base_delay: float = 0.25,
+    max_delay: float = 2.0,
+    seed: int | None = None,
+) -> RetryStorm:
+    """`clients` clients start together, each wanting one 200 from `path` (GET, or POST `body`).
+
+    - `honour_retry_after=False` is the trap "the UI retries until success": on any error, send
+      again at once, until success or the deadline.
+    - `honour_retry_after=True` does what the problem object says: give up on `retryable: false`;
+      else wait Retry-After plus capped exponential backoff with full jitter, at most
+      `max_attempts` tries, and give up rather than wait past the deadline.
+
+    Bounded: at most 200 clients, 60 seconds, and loopback addresses only.
+    """
+    if urlsplit(base_url).hostname not in LOOPBACK:
+        raise ValueError("retry_storm generates load: point it at a gateway on loopback only")
+    if not 1 <= clients <= 200 or not 0 < seconds <= 60:
+        raise ValueError("keep the storm small: 1-200 clients for at most 60 seconds")
+    started = time.monotonic()
+    deadline = started + seconds
+    go = threading.Barrier(clients)
+
+    def one_client(number: int) -> tuple[int, int, bool]:
+        rng = random.Random(None if seed is None else seed + number)
+        attempts = refused = 0
+        with httpx.Client(base_url=base_url, headers=_headers(key), timeout=10) as http:
+            go.wait()  # everyone presses the button at the same moment
+            while time.monotonic() < deadline:
+                if honour_retry_after and attempts >= max_attempts:
+                    break
+                if body is None:
+                    response = http.get(path)
+                else:
+                    response = http.post(path, json=body)
+                attempts += 1
+                if response.status_code == 200:
+                    return attempts, refused, True
+                refused += response.status_code == 429
+                if not honour_retry_after:
+                    continue  # the trap: hammer again at once, whatever the error said
+                problem = _problem(response) or {}
+                if not problem.get("retryable", False):
+                    break  # 400, 401, 413...: the same request can never succeed
+                retry_after = float(
+                    response.headers.get("retry-after") or problem.get("retry_after_seconds") or 0
+                )
+                backoff = min(max_delay, base_delay * 2 ** (attempts - 1))
+                wait = retry_after + rng.uniform(0, backoff)  # never sooner than Retry-After
+                if time.monotonic() + wait >= deadline:
+                    break
+                time.sleep(wait)
+        return attempts, refused, False
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(one_client, range(clients)))
+    successes = sum(ok for _, _, ok in outcomes)
+    return RetryStorm(
+        clients=clients,
+        honour_retry_after=honour_retry_after,
+        attempts=sum(attempts for attempts, _, _ in outcomes),
+        refused=sum(refused for _, refused, _ in outcomes),
+        successes=successes,
+        gave_up=clients - successes,
+        seconds=time.monotonic() - started,
+    )
