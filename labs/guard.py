@@ -186,6 +186,7 @@ async def guard_stream(
             # BEGIN LAB 05: cut a model that ignores max_tokens, at the edge
             # TODO Lab 05: cut a model that ignores max_tokens, at the edge
             raise NotImplementedError('Lab 05: cut a model that ignores max_tokens, at the edge — see notebooks/05_stream_guard.ipynb')
+            yield  # never reached; keeps this function a generator
             # END LAB 05
             if progress.first_token_at is None:
                 progress.first_token_at = time.perf_counter()

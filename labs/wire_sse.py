@@ -48,6 +48,7 @@ async def sse_body(
     # BEGIN LAB 03: send start, then deltas, then exactly one terminal event, ids from 1
     # TODO Lab 03: send start, then deltas, then exactly one terminal event, ids from 1
     raise NotImplementedError('Lab 03: send start, then deltas, then exactly one terminal event, ids from 1 — see notebooks/03_stream_vs_full_response.ipynb')
+    yield  # never reached; keeps this function a generator
     # END LAB 03
 
 

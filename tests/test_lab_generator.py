@@ -200,3 +200,31 @@ def test_files_removed_from_the_source_are_removed_from_labs_unless_edited(tree)
     assert not (out / "extra.py").exists() and not (out / "kept.py").exists()
     assert (out.parent / ".lab-backups").exists()
     shutil.rmtree(out.parent / ".lab-backups")
+
+
+def test_a_generator_whose_yields_are_all_in_a_region_stays_a_generator(tree):
+    src, out = tree
+    (src / "stream.py").write_text(
+        "async def events():\n"
+        "    # BEGIN SOLUTION lab01: yield the events\n"
+        "    yield 1\n"
+        "    # END SOLUTION\n"
+    )
+    assert run("--src", src, "--out", out).returncode == 0
+    code = (
+        "import asyncio, inspect, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from labs.stream import events\n"
+        "assert inspect.isasyncgenfunction(events)\n"
+        "async def main():\n"
+        "    try:\n"
+        "        [e async for e in events()]\n"
+        "    except NotImplementedError as error:\n"
+        "        print(error)\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out.parent)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Lab 01: yield the events")

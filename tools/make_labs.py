@@ -81,15 +81,23 @@ def header(relpath: str, prefix: str) -> str:
     )
 
 
-def skeleton_block(indent: str, lab: str, title: str) -> list[str]:
+# A line that yields: `yield x`, `value = yield`, `yield from ...`.
+YIELD = re.compile(r"^\s*(?:[\w.]+\s*=\s*)?yield\b")
+
+
+def skeleton_block(indent: str, lab: str, title: str, keeps_generator: bool = False) -> list[str]:
     notebook = course_labs()[lab].notebook
     message = f"Lab {lab}: {title} — see {notebook}"
-    return [
+    block = [
         f"{indent}# BEGIN LAB {lab}: {title}\n",
         f"{indent}# TODO Lab {lab}: {title}\n",
         f"{indent}raise NotImplementedError({message!r})\n",
-        f"{indent}# END LAB {lab}\n",
     ]
+    if keeps_generator:
+        # The solution yields here; without a yield the function would stop being a generator
+        # and fail with a confusing TypeError instead of the NotImplementedError above.
+        block.append(f"{indent}yield  # never reached; keeps this function a generator\n")
+    return block + [f"{indent}# END LAB {lab}\n"]
 
 
 def cut_regions(
@@ -116,14 +124,18 @@ def cut_regions(
                 raise GeneratorError(f"{relpath}:{number}: lab{lab} is not in course/labs.yaml")
             open_region = Region(lab=lab, title=begin["title"], start=number)
             regions.append(open_region)
-            if lab not in keep:
-                out.extend(skeleton_block(begin["indent"], lab, begin["title"]))
+            indent, region_lines = begin["indent"], []
             continue
         if END_SOLUTION.match(line):
             if not open_region:
                 raise GeneratorError(f"{relpath}:{number}: END SOLUTION without a BEGIN SOLUTION")
+            if open_region.lab not in keep:
+                yields = any(YIELD.match(code) for code in region_lines)
+                out.extend(skeleton_block(indent, open_region.lab, open_region.title, yields))
             open_region = None
             continue
+        if open_region is not None:
+            region_lines.append(line)
         if open_region is None or open_region.lab in keep:
             out.append(line)
     if open_region:
