@@ -133,6 +133,11 @@ class FakeModel:
         yield ModelStop("end_turn", request.prompt_tokens, emitted)
 
 
-def build_model(settings: Settings) -> FakeModel:
-    """The model named by GATEWAY_MODEL."""
+def build_model(settings: Settings):
+    """The model named by GATEWAY_MODEL: the fake one, or Amazon Bedrock."""
+    if settings.model == "bedrock":
+        # Imported here, so the offline course never needs boto3 loaded or AWS credentials.
+        from .bedrock import BedrockModel
+
+        return BedrockModel(settings)
     return FakeModel(settings)

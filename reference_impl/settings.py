@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -100,8 +100,30 @@ class Settings(BaseSettings):
     ws_per_message_deflate: bool = False
 
     # --- the model --------------------------------------------------------------------------
-    # "fake" is the offline, deterministic model; the Bedrock adapter is not built yet.
-    model: Literal["fake"] = "fake"
+    # "fake" is the offline, deterministic model; "bedrock" streams from Amazon Bedrock with
+    # ConverseStream (reference_impl/bedrock.py), with AWS credentials [bedrock-converse-stream].
+    model: Literal["fake", "bedrock"] = "fake"
+    # The Bedrock model id for ConverseStream's modelId. No default on purpose: models move from
+    # Active to Legacy to end-of-life [bedrock-models], so name one your account can use that
+    # streams (GetFoundationModel: responseStreamingSupported) [bedrock-converse-stream].
+    bedrock_model_id: str = ""
+    bedrock_region: str = "us-east-1"
+    # Client retries, before the stream starts: botocore retries throttling and transient errors
+    # with exponential backoff and jitter [botocore-retries]. "standard" makes 3 attempts by
+    # default; "adaptive" adds client-side rate limiting and suits one caller, not a multi-tenant
+    # gateway [aws-sdk-retry-behavior]. Attempts count the first call [botocore-config]. Once
+    # the stream has started, an error inside it is never retried by the SDK: the gateway
+    # reports it.
+    bedrock_retry_mode: Literal["standard", "adaptive"] = "standard"
+    bedrock_max_attempts: int = Field(3, ge=1)
+    # Socket timeouts of the Bedrock client; both default to 60 s in botocore [botocore-config].
+    # read_timeout bounds the wait for each read, so also the gap between two stream events;
+    # the gateway's own first-token and idle timeouts above are shorter and decide first.
+    bedrock_connect_timeout_seconds: Seconds = 5.0
+    bedrock_read_timeout_seconds: Seconds = 60.0
+    # On AWS only (reference_impl/aws/deploy.py): a usage plan's quota counts requests per DAY,
+    # WEEK or MONTH per API key [apigw-usage-plans], not tokens; this is its daily limit.
+    aws_requests_per_day: int = Field(10_000, gt=0)
     fake_tokens_per_second: float = Field(40.0, gt=0)
     fake_first_token_seconds: float = Field(0.2, ge=0)
     fake_behavior: Literal["normal", "runaway", "stall", "fail_midstream", "throttled"] = "normal"
@@ -109,6 +131,15 @@ class Settings(BaseSettings):
     # quote for any real model.
     price_per_1k_input_tokens: float = Field(0.003, ge=0)
     price_per_1k_output_tokens: float = Field(0.015, ge=0)
+
+    @model_validator(mode="after")
+    def bedrock_needs_a_model_id(self) -> Settings:
+        if self.model == "bedrock" and not self.bedrock_model_id:
+            raise ValueError(
+                "GATEWAY_MODEL=bedrock needs GATEWAY_BEDROCK_MODEL_ID: a model id your account "
+                "can call with ConverseStream (aws bedrock list-foundation-models lists them)"
+            )
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod
