@@ -22,7 +22,6 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import edge
@@ -34,7 +33,14 @@ from .limits import Admission, Ticket
 from .metrics import Metrics
 from .model import ModelRequest, build_model
 from .settings import Settings
-from .wire_sse import PingComment, StreamOutcome, end_data, first_item, sse_body
+from .wire_sse import (
+    PingComment,
+    StreamOutcome,
+    WatchedEventSourceResponse,
+    end_data,
+    first_item,
+    sse_body,
+)
 
 log = logging.getLogger("gateway")
 CONTRACT_FILE = Path(__file__).parent / "contract" / "openapi.yaml"
@@ -257,7 +263,7 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
                 await items.aclose()
                 gateway.settle(ticket, progress, outcome, started)
 
-        return EventSourceResponse(
+        return WatchedEventSourceResponse(
             body(),
             headers={**STREAM_HEADERS, "X-Request-Id": request_id},
             ping=settings.ping_seconds,

@@ -12,11 +12,14 @@ An error after the first token cannot change the HTTP status any more (200 was s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from sse_starlette.event import ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from . import sse
 from .errors import GatewayError, problem_from
@@ -77,3 +80,54 @@ async def first_item(items: AsyncIterator[Delta | Finished]) -> Delta | Finished
     async for item in items:
         return item
     raise GatewayError("model_error", "The model ended without answering.")
+
+
+class SendWatchdog:
+    """Ends a stream whose client stopped reading: one send blocked for `limit` seconds.
+
+    sse-starlette can time every send itself, but that arms and cancels a timer per event, which
+    costs more than the rest of a token's work. Here a send only notes when it started, and one
+    timer looks now and then, so a stuck client is still dropped within about `limit` seconds.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.loop = asyncio.get_running_loop()
+        self.sending_since: float | None = None
+        self.sender: asyncio.Task | None = None
+        self.handle = self.loop.call_later(limit, self.check)
+
+    def check(self) -> None:
+        now, since = self.loop.time(), self.sending_since
+        if since is not None and now - since >= self.limit and self.sender is not None:
+            self.sender.cancel()  # the client has not read for `limit` s: drop the stream
+            return
+        wait = self.limit if since is None else since + self.limit - now
+        self.handle = self.loop.call_later(max(wait, 0.001), self.check)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+
+class WatchedEventSourceResponse(EventSourceResponse):
+    """sse-starlette's response, with the send timeout kept by a `SendWatchdog`."""
+
+    def __init__(self, *args, send_timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stall_limit = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watchdog = SendWatchdog(self.stall_limit)
+        clock = watchdog.loop.time
+
+        async def watched_send(message: Message) -> None:
+            watchdog.sending_since, watchdog.sender = clock(), asyncio.current_task()
+            try:
+                await send(message)
+            finally:
+                watchdog.sending_since = None
+
+        try:
+            await super().__call__(scope, receive, watched_send)
+        finally:
+            watchdog.stop()
