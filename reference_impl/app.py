@@ -67,11 +67,11 @@ class Gateway:
             max_stream_seconds=s.max_stream_seconds,
         )
 
-    def count_generated(self, progress: Progress, batch: int = 32) -> None:
-        """Tell the cost meter about new tokens, `batch` at a time: a metric update takes a
-        lock, which would be a large part of the cost of a token."""
+    def count_generated(self, progress: Progress) -> None:
+        """Tell the cost meter about the tokens generated since it was last told. The guard
+        calls this every 32 tokens (a metric update takes a lock) and settle() at the end."""
         new = progress.generated - progress.counted
-        if new >= batch:
+        if new:
             self.metrics.tokens_generated.labels(model=self.model.name).inc(new)
             progress.counted = progress.generated
 
@@ -82,7 +82,7 @@ class Gateway:
         """Bill what the model generated and free the slot; runs once, however the stream ended."""
         ticket.release(progress.input_tokens + progress.generated)
         m, s = self.metrics, self.settings
-        self.count_generated(progress, batch=1)
+        self.count_generated(progress)
         m.streams_active.dec()
         m.tokens_delivered.inc(progress.delivered)
         m.cost_dollars.inc(
