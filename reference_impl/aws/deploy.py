@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import CATALOGUE, PROBLEM_MEDIA_TYPE, TYPE_BASE
+from ..errors import CATALOGUE, PROBLEM_MEDIA_TYPE, problem
 from ..settings import Settings
 from .openapi30 import for_api_gateway, lambda_invoke_uri, lambda_streaming_uri
 
@@ -43,19 +43,9 @@ GATEWAY_RESPONSES: dict[str, tuple[str, str]] = {
 
 
 def problem_template(code: str, detail: str) -> str:
-    """A mapping template that renders the problem object of `code`. The request id is API
-    Gateway's `$context.requestId` (a UUID, not our `req_` form)."""
-    kind = CATALOGUE[code]
-    body = {
-        "type": TYPE_BASE + code,
-        "title": kind.title,
-        "status": kind.status,
-        "detail": detail,
-        "code": code,
-        "request_id": "$context.requestId",
-        "retryable": kind.retryable,
-    }
-    return json.dumps(body, separators=(",", ":"))
+    """A mapping template that renders the problem object of `code`, built by the one error
+    catalogue. The request id is API Gateway's `$context.requestId` (a UUID, not our `req_`)."""
+    return json.dumps(problem(code, detail, "$context.requestId"), separators=(",", ":"))
 
 
 def limits(settings: Settings) -> dict[str, Any]:
