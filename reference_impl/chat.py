@@ -300,11 +300,7 @@ class ChatConnection:
             raise GatewayError(
                 "invalid_request", "The first ask of a conversation must name a document_id."
             )
-        fields = {"question": message["question"], "document_id": document_id}
-        if "max_tokens" in message:
-            fields["max_tokens"] = message["max_tokens"]
-        ask = edge.AskRequest(**fields)
-        request = edge.model_request(ask, self.settings)
+        request = edge.model_request(edge.ask_from_message(message, document_id), self.settings)
         self.document_id = document_id
         truncated = False
         while self.history and self.history_tokens > self.settings.ws_history_tokens:

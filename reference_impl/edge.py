@@ -148,6 +148,14 @@ class AskRequest(BaseModel):
         return self
 
 
+def ask_from_message(message: dict[str, Any], document_id: str) -> AskRequest:
+    """The AskRequest of a WebSocket `ask` message, locally (chat.py) and on AWS (ws_handler)."""
+    fields = {"question": message["question"], "document_id": document_id}
+    if "max_tokens" in message:
+        fields["max_tokens"] = message["max_tokens"]
+    return AskRequest(**fields)
+
+
 def describe(error: ValidationError) -> str:
     """A short list of what is wrong, naming fields, never echoing the values sent."""
     parts = []

@@ -87,11 +87,7 @@ def ask_request(message: dict[str, Any], settings: Settings) -> ModelRequest:
         raise GatewayError(
             "invalid_request", "On AWS every ask names its document_id (no history is kept)."
         )
-    fields = {"question": message["question"], "document_id": document_id}
-    if "max_tokens" in message:
-        fields["max_tokens"] = message["max_tokens"]
-    ask = edge.AskRequest(**fields)
-    return edge.model_request(ask, settings)
+    return edge.model_request(edge.ask_from_message(message, document_id), settings)
 
 
 def answer(
