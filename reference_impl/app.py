@@ -250,18 +250,15 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
             "limits": settings.limits_in_force(model_request.max_tokens),
         }
 
-        async def body():
-            try:
-                async for chunk in sse_body(first, items, start_data, request_id, outcome):
-                    yield chunk
-            finally:
-                # Client gone, send timeout, shutdown or a normal end: stop the model now and
-                # bill what it generated.
-                await items.aclose()
-                gateway.settle(ticket, progress, outcome, started)
+        async def close() -> None:
+            # Client gone, send timeout, shutdown or a normal end: stop the model now and bill
+            # what it generated.
+            await items.aclose()
+            gateway.settle(ticket, progress, outcome, started)
 
         return WatchedEventSourceResponse(
-            body(),
+            sse_body(first, items, start_data, request_id, outcome),
+            on_close=close,
             headers={**STREAM_HEADERS, "X-Request-Id": request_id},
             ping=settings.ping_seconds,
             ping_message_factory=PingComment,

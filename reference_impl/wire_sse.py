@@ -10,7 +10,7 @@ An error after the first token cannot change the HTTP status any more (200 was s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ async def sse_body(
     try:
         while isinstance(item, Delta):
             event_id += 1
-            yield sse.encode_json_event("delta", {"index": item.index, "text": item.text}, event_id)
+            yield sse.encode_delta_event(item.index, item.text, event_id)
             item = await anext(rest)
         outcome.reason, outcome.finished = item.stop_reason, item
         yield sse.encode_json_event("end", end_data(item), id=event_id + 1)
@@ -117,11 +117,30 @@ class SendWatchdog:
 
 
 class WatchedEventSourceResponse(EventSourceResponse):
-    """sse-starlette's response, with the send timeout kept by a `SendWatchdog`."""
+    """sse-starlette's response, with the send timeout kept by a `SendWatchdog`, and a
+    clean-up callback that runs once, however the stream ends.
 
-    def __init__(self, *args, send_timeout: float, **kwargs) -> None:
+    `on_close` is where the caller stops the model and bills the stream. It runs after the
+    response has finished or failed, outside sse-starlette's task group, so a cancelled stream
+    (client gone, send timeout, shutdown) still runs it to the end.
+    """
+
+    def __init__(
+        self,
+        *args,
+        send_timeout: float,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.stall_limit = send_timeout
+        self.on_close = on_close
+
+    def _send_with_timeout(self, send: Send, message: Message) -> Awaitable[None]:
+        # sse-starlette sends every event through this, inside a cancel scope that enforces its
+        # own send timeout. The scope costs more than the rest of a token's work even with no
+        # timeout set, and the watchdog already keeps the limit, so the send goes straight out.
+        return send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watchdog = SendWatchdog(self.stall_limit)
@@ -138,3 +157,5 @@ class WatchedEventSourceResponse(EventSourceResponse):
             await super().__call__(scope, receive, watched_send)
         finally:
             watchdog.stop()
+            if self.on_close is not None:
+                await self.on_close()
