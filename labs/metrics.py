@@ -45,7 +45,9 @@ class Metrics:
         self.streams_active = Gauge("gateway_streams_active", "Streams open now", registry=r)
         self.cancellations = Counter(
             "gateway_stream_cancellations",
-            "Streams ended early, by reason",
+            "Streams ended early, by reason: client_disconnect, client_cancel (WebSocket),"
+            " send_timeout (the client stopped reading), stream_timeout, idle_timeout,"
+            " model_error",
             ["reason"],
             registry=r,
         )

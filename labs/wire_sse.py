@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -25,11 +26,15 @@ from . import sse
 from .errors import GatewayError, problem_from
 from .guard import Delta, Finished
 
+# How long stopping a model and settling a stream may take before it is given up.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
 
 @dataclass
 class StreamOutcome:
-    """How a stream ended, for billing and metrics; `reason` stays "client_disconnect" unless
-    the stream reached a terminal event."""
+    """How a stream ended, for billing and metrics. `reason` stays "client_disconnect" unless
+    the stream reached a terminal event, or the response found the client had stopped reading
+    ("send_timeout")."""
 
     reason: str = "client_disconnect"
     finished: Finished | None = None
@@ -95,11 +100,13 @@ class SendWatchdog:
         self.loop = asyncio.get_running_loop()
         self.sending_since: float | None = None
         self.sender: asyncio.Task | None = None
+        self.fired = False  # whether it dropped the stream
         self.handle = self.loop.call_later(limit, self.check)
 
     def check(self) -> None:
         now, since = self.loop.time(), self.sending_since
         if since is not None and now - since >= self.limit and self.sender is not None:
+            self.fired = True
             self.sender.cancel()  # the client has not read for `limit` s: drop the stream
             return
         wait = self.limit if since is None else since + self.limit - now
@@ -115,18 +122,21 @@ class WatchedEventSourceResponse(EventSourceResponse):
 
     `on_close` is where the caller stops the model and bills the stream. It runs after the
     response has finished or failed, outside sse-starlette's task group, so a cancelled stream
-    (client gone, send timeout, shutdown) still runs it to the end.
+    (client gone, send timeout, shutdown) still runs it to the end. A stream the watchdog
+    dropped is marked in `outcome` first, so the bill and the metrics say why it ended.
     """
 
     def __init__(
         self,
         *args,
         send_timeout: float,
+        outcome: StreamOutcome | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.stall_limit = send_timeout
+        self.outcome = outcome
         self.on_close = on_close
 
     def _send_with_timeout(self, send: Send, message: Message) -> Awaitable[None]:
@@ -138,8 +148,26 @@ class WatchedEventSourceResponse(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watchdog = SendWatchdog(self.stall_limit)
         clock = watchdog.loop.time
+        closed = False
+
+        async def close() -> None:
+            nonlocal closed
+            if closed:
+                return
+            closed = True
+            if watchdog.fired and self.outcome and self.outcome.reason == "client_disconnect":
+                self.outcome.reason = "send_timeout"
+            if self.on_close is not None:
+                # Shielded: a stream being cancelled (client gone, shutdown) must still stop
+                # its model and settle; bounded, so a model that will not close cannot hang it.
+                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    await self.on_close()
 
         async def watched_send(message: Message) -> None:
+            if not message.get("more_body", True) and message["type"] == "http.response.body":
+                # The last message: clean up first, so the bill and the metrics are final by
+                # the time the client has the whole stream.
+                await close()
             watchdog.sending_since, watchdog.sender = clock(), asyncio.current_task()
             try:
                 await send(message)
@@ -150,5 +178,4 @@ class WatchedEventSourceResponse(EventSourceResponse):
             await super().__call__(scope, receive, watched_send)
         finally:
             watchdog.stop()
-            if self.on_close is not None:
-                await self.on_close()
+            await close()  # the stream ended some other way: cancelled, dropped, failed

@@ -43,6 +43,10 @@ log = logging.getLogger("gateway")
 CONTRACT_FILE = Path(__file__).parent / "contract" / "openapi.yaml"
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+# Stream endings counted in gateway_stream_cancellations_total{reason}.
+EARLY_ENDINGS = frozenset(
+    {"client_disconnect", "send_timeout", "stream_timeout", "idle_timeout", "model_error"}
+)
 
 
 @dataclass
@@ -91,7 +95,7 @@ class Gateway:
         )
         if outcome.error is not None:
             self.reject(outcome.error.code)
-        if outcome.reason in ("client_disconnect", "stream_timeout", "idle_timeout", "model_error"):
+        if outcome.reason in EARLY_ENDINGS:
             m.cancellations.labels(reason=outcome.reason).inc()
         m.stream_duration.observe(time.perf_counter() - started)
 
@@ -252,12 +256,15 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
 
         async def close() -> None:
             # Client gone, send timeout, shutdown or a normal end: stop the model now and bill
-            # what it generated.
-            await items.aclose()
-            gateway.settle(ticket, progress, outcome, started)
+            # what it generated (the bill and the slot even if closing the model fails).
+            try:
+                await items.aclose()
+            finally:
+                gateway.settle(ticket, progress, outcome, started)
 
         return WatchedEventSourceResponse(
             sse_body(first, items, start_data, request_id, outcome),
+            outcome=outcome,
             on_close=close,
             headers={**STREAM_HEADERS, "X-Request-Id": request_id},
             ping=settings.ping_seconds,

@@ -143,7 +143,9 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(start_gat
         gateway.wait_for_metric("gateway_streams_active", 0, timeout=40)
     finally:
         client.close()
-    assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 1
+    assert gateway.metric("gateway_stream_cancellations_total", reason="send_timeout") == 1
+    assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 0
+    assert gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa") > 0
 
 
 def test_permessage_deflate_is_off_even_when_the_client_offers_it(start_gateway):
