@@ -45,6 +45,10 @@ CATALOGUE: dict[str, ErrorKind] = {
     "overloaded": ErrorKind(503, "Gateway overloaded", True),
     # The gateway is stopping (a deploy, a scale-in): reconnect, possibly to another instance.
     "shutting_down": ErrorKind(503, "Gateway restarting", True),
+    # A WebSocket connection reached a limit of its own and is closed (1001): open a new one.
+    # There is no HTTP answer with these; 408 is the nearest status ("too long").
+    "connection_idle": ErrorKind(408, "Connection idle too long", True),
+    "connection_expired": ErrorKind(408, "Connection open too long", True),
     # The model or the stream failed; a retry may succeed.
     "model_timeout": ErrorKind(504, "Model did not start answering in time", True),
     "stream_timeout": ErrorKind(504, "Stream exceeded its maximum duration", False),

@@ -43,6 +43,11 @@ class Metrics:
             registry=r,
         )
         self.streams_active = Gauge("gateway_streams_active", "Streams open now", registry=r)
+        self.ws_connections = Gauge(
+            "gateway_ws_connections_active",
+            "WebSocket chat connections open now (each holds server memory while idle)",
+            registry=r,
+        )
         self.cancellations = Counter(
             "gateway_stream_cancellations",
             "Streams ended early, by reason: client_disconnect, client_cancel (WebSocket),"

@@ -46,6 +46,18 @@ SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013  # too many connections for this API key
 UNAUTHORIZED = 4401  # the private-use mirror of HTTP 401
 
+# What the gateway says, in one `error`, before it closes a connection with each code. 1001
+# has two causes, so whoever closes with it names the error (see close_when_idle_or_too_old).
+CLOSE_ERRORS = {
+    POLICY_VIOLATION: (
+        "rate_limited",
+        "This connection kept sending while rate limited, so it is closed. Slow down.",
+    ),
+    MESSAGE_TOO_BIG: ("request_too_large", "A message was over the size limit; it is closed."),
+    INTERNAL_ERROR: ("internal_error", "The gateway failed; the connection is closed."),
+    SERVICE_RESTART: ("shutting_down", "The gateway is restarting; reconnect and ask again."),
+}
+
 
 @dataclass
 class Answer:
@@ -57,10 +69,12 @@ class Answer:
     model_request: ModelRequest
     ticket: Ticket
     task: asyncio.Task | None = None
-    # None while it runs; "cancel" (the client asked), "shutdown" (the server stops) or
-    # "close" (the connection is closing) when it is being stopped on purpose.
+    # None while it runs; "cancel" (the client asked), "error" (the gateway is closing the
+    # connection and says why in `closing_error`) or "close" (closing with nothing to say).
     ending: str | None = None
+    closing_error: GatewayError | None = None
     ended: bool = False  # its terminal message is sent (or being sent): never a second one
+    told_closing: bool = False  # its terminal message was `closing_error`
 
 
 class ChatHub:
@@ -121,9 +135,11 @@ class ChatHub:
         connection = ChatConnection(self, websocket, key)
         self.per_key[key] = self.per_key.get(key, 0) + 1
         self.connections.add(connection)
+        self.gateway.metrics.ws_connections.inc()
         try:
             await connection.run()
         finally:
+            self.gateway.metrics.ws_connections.dec()
             self.connections.discard(connection)
             self.per_key[key] -= 1
 
@@ -140,10 +156,7 @@ class ChatHub:
     async def shutdown(self) -> None:
         """Every open answer gets an `error` (shutting_down), then every socket closes 1012."""
         self.stopping = True
-        closing = [
-            c.close(SERVICE_RESTART, "server restarting", ending="shutdown")
-            for c in list(self.connections)
-        ]
+        closing = [c.close(SERVICE_RESTART, "server restarting") for c in list(self.connections)]
         await asyncio.gather(*closing, return_exceptions=True)
 
     def before_server_stop(self, timeout: float = 5.0) -> None:
@@ -204,7 +217,7 @@ class ChatConnection:
         finally:
             timer.cancel()
             # The client left (or we closed): stop the model now and bill what it generated.
-            await self.stop_answer(ending=None)
+            await self.stop_answer(None)
             self.closed = True
 
     def touch(self) -> None:
@@ -345,7 +358,7 @@ class ChatConnection:
             answer.ended = True
             await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
         except asyncio.CancelledError:
-            if answer.ending not in ("cancel", "shutdown"):
+            if answer.ending not in ("cancel", "error"):
                 raise  # the client left or the connection is closing: nobody to tell
             asyncio.current_task().uncancel()
             await items.aclose()  # the model stops here, before anything is sent
@@ -357,11 +370,12 @@ class ChatConnection:
                 gateway.metrics.cancellations.labels(reason="client_cancel").inc()
                 answer.ended = True
                 await self.send(wire_ws.answer_message(answer.ask_id, outcome.finished))
-            else:
+            else:  # the gateway is closing the connection: this answer's end says why
                 answer.ended = True
-                error = GatewayError("shutting_down", "The gateway is restarting; ask again.")
+                error = answer.closing_error
                 outcome.reason, outcome.error = error.code, error
                 await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
+                answer.told_closing = True
         finally:
             answer.ended = True
             try:
@@ -393,14 +407,18 @@ class ChatConnection:
         await asyncio.wait([answer.task])
         # END SOLUTION
 
-    async def stop_answer(self, ending: str | None) -> None:
-        """Stop the answer task, if one runs, and wait until the model has stopped."""
+    async def stop_answer(
+        self, ending: str | None, error: GatewayError | None = None
+    ) -> Answer | None:
+        """Stop the answer task, if one runs, and wait until the model has stopped; return the
+        answer it stopped."""
         answer = self.answer
         if answer is None or answer.task is None or answer.task.done():
-            return
-        answer.ending = ending
+            return None
+        answer.ending, answer.closing_error = ending, error
         answer.task.cancel()
         await asyncio.wait([answer.task])
+        return answer
 
     # --- sending and closing ----------------------------------------------------------------
 
@@ -414,11 +432,20 @@ class ChatConnection:
             return
         self.touch()
 
-    async def close(self, code: int, reason: str, ending: str = "close") -> None:
-        """Stop the answer (telling the client when `ending` is "shutdown"), then close."""
+    async def close(self, code: int, reason: str, error: GatewayError | None = None) -> None:
+        """Say why in one `error`, then close with `code`.
+
+        The error is the streaming answer's terminal message, with the ask's id, so that answer
+        still ends with exactly one; with no answer streaming, it is about the connection (id
+        null). `error` defaults to the one CLOSE_ERRORS gives for `code`.
+        """
         if self.closed:
             return
-        await self.stop_answer(ending)
+        if error is None and code in CLOSE_ERRORS:
+            error = GatewayError(*CLOSE_ERRORS[code])
+        answer = await self.stop_answer("close" if error is None else "error", error)
+        if error is not None and not (answer and answer.told_closing):
+            await self.send(wire_ws.error_message(None, error, self.request_id))
         self.closed = True
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await self.websocket.close(code, reason)
@@ -434,12 +461,22 @@ class ChatConnection:
             now = self.loop.time()
             if now >= too_old_at:
                 reason = "maximum connection time reached"
+                error = GatewayError(
+                    "connection_expired",
+                    f"The connection reached its maximum time of "
+                    f"{settings.ws_max_connection_seconds:g} s; open a new one.",
+                )
                 break
             if now >= idle_at:
                 reason = "idle timeout"
+                error = GatewayError(
+                    "connection_idle",
+                    f"No message either way for {settings.ws_idle_timeout_seconds:g} s; "
+                    "open a new connection (send `ping` to keep one open).",
+                )
                 break
             await asyncio.sleep(min(idle_at, too_old_at) - now)
-        await self.close(GOING_AWAY, reason)
+        await self.close(GOING_AWAY, reason, error)
 
 
 def turn_tokens(turn: Turn) -> int:

@@ -490,7 +490,10 @@ def test_connections_per_key_are_limited_and_closed_1013(start_gateway, chat):
     other_key = chat(gateway, api_key="other-key")
     other_key.send({"type": "ping"})
     assert other_key.recv() == {"type": "pong"}
+    # Open now: first, second, other_key. The refused third was never counted.
+    assert gateway.metric("gateway_ws_connections_active") == 3
     first.close()
+    gateway.wait_for_metric("gateway_ws_connections_active", 2)
     deadline = time.monotonic() + WAIT
     while True:  # the server frees the slot once it has seen the close
         again = chat(gateway)
@@ -540,6 +543,25 @@ def test_a_message_above_the_size_limit_closes_1009(start_gateway, chat):
     client.send_raw(json.dumps(ask(id="q2", question="x" * 1000)))
     assert client.closed() == (1009, "message too big")
     assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 1
+    said = client.received[-1]  # why, before the close: no answer was streaming, so id null
+    assert said["type"] == "error" and said["id"] is None
+    assert said["problem"]["code"] == "request_too_large"
+
+
+def test_a_close_during_an_answer_ends_that_answer_with_an_error_first(start_gateway, chat):
+    gateway = start_gateway(
+        ws_max_message_bytes=1000, fake_behavior="stall", idle_timeout_seconds=30
+    )
+    client = chat(gateway)
+    client.send(ask())
+    client.until(lambda m: m["type"] == "delta")
+    client.send_raw(json.dumps(ask(id="q2", question="x" * 1000)))
+    assert client.closed() == (1009, "message too big")
+    mine = [m for m in client.received if m.get("id") == "q1"]
+    check_answer_order(mine)  # still exactly one terminal message
+    assert mine[-1]["problem"]["code"] == "request_too_large"
+    assert [m for m in client.received if m["type"] == "error"] == [mine[-1]], "one error only"
+    gateway.wait_for_metric("gateway_streams_active", 0)
 
 
 def test_the_default_message_limit_is_api_gateways_128_kb(impl):
@@ -578,6 +600,9 @@ def test_an_idle_connection_is_closed_1001_and_any_message_restarts_the_timer(st
     # Then silence: closed one idle timeout after the last message (the pong).
     assert client.closed() == (1001, "idle timeout")
     assert time.monotonic() - last_message >= 0.35
+    said = client.received[-1]
+    assert said["type"] == "error" and said["id"] is None
+    assert said["problem"]["code"] == "connection_idle" and said["problem"]["retryable"]
 
 
 def test_an_answer_counts_as_activity_for_the_idle_timer(start_gateway, chat):
@@ -604,6 +629,23 @@ def test_a_connection_is_closed_1001_at_its_maximum_duration_even_when_busy(star
         "maximum connection time reached",
     )
     assert time.monotonic() - opened >= 0.4  # counted by the server from its accept
+
+
+def test_an_answer_streaming_at_the_maximum_duration_ends_with_connection_expired(
+    start_gateway, chat
+):
+    gateway = start_gateway(
+        ws_max_connection_seconds=0.5, fake_behavior="stall", idle_timeout_seconds=30
+    )
+    client = chat(gateway)
+    client.send(ask())
+    assert client.closed() == (1001, "maximum connection time reached")
+    check_answer_order(client.received)
+    error = client.received[-1]
+    assert error["type"] == "error" and error["id"] == "q1"
+    assert error["problem"]["code"] == "connection_expired" and error["problem"]["status"] == 408
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    assert gateway.metric("gateway_rejections_total", code="connection_expired") == 1
 
 
 def test_ws_limits_default_to_the_api_gateway_values(impl):
@@ -634,4 +676,8 @@ def test_shutdown_sends_each_open_answer_an_error_then_closes_1012(start_gateway
     error = streaming.received[-1]
     assert error["type"] == "error" and error["id"] == "q1"
     assert error["problem"]["code"] == "shutting_down" and error["problem"]["status"] == 503
+    assert [m["type"] for m in streaming.received].count("error") == 1
+    said = idle.received[-1]  # no answer streaming: told about the connection
+    assert said["type"] == "error" and said["id"] is None
+    assert said["problem"]["code"] == "shutting_down"
     assert gateway.metric("gateway_streams_active") == 0
