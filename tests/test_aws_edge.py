@@ -153,6 +153,24 @@ def test_gateway_responses_render_our_problem_object(applied, response_type, sta
     body = json.loads(template.replace("$context.requestId", "req_0123456789abcdef"))
     check_against({"$ref": "#/components/schemas/Problem"}, body, response_type)
     assert body["code"] == code and body["status"] == int(status)
+    retry_after = response.get("responseParameters", {}).get("gatewayresponse.header.Retry-After")
+    if response_type == "THROTTLED":  # retryable after a wait: say how long, as the gateway does
+        assert retry_after == "'1'" and body["retry_after_seconds"] == 1
+    else:
+        assert retry_after is None and "retry_after_seconds" not in body
+
+
+def test_a_slow_throttle_says_to_wait_longer(impl):
+    deploy = impl.load("aws.deploy")
+    settings = impl.settings.Settings(rate_limit_rps=0.25)  # one request every 4 s
+    throttled = deploy.gateway_response("THROTTLED", settings)
+    assert throttled["responseParameters"] == {"gatewayresponse.header.Retry-After": "'4'"}
+    assert (
+        json.loads(throttled["responseTemplates"]["application/problem+json"])[
+            "retry_after_seconds"
+        ]
+        == 4
+    )
 
 
 def test_the_streaming_route_is_integrated_in_stream_transfer_mode(impl, aws):

@@ -14,6 +14,7 @@ Everything is named `NAME` (WebSocket: `NAME-ws`) and tagged, which is how `dest
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ..errors import CATALOGUE, PROBLEM_MEDIA_TYPE, problem
@@ -42,10 +43,35 @@ GATEWAY_RESPONSES: dict[str, tuple[str, str]] = {
 }
 
 
-def problem_template(code: str, detail: str) -> str:
+def problem_template(code: str, detail: str, retry_after: int | None = None) -> str:
     """A mapping template that renders the problem object of `code`, built by the one error
     catalogue. The request id is API Gateway's `$context.requestId` (a UUID, not our `req_`)."""
-    return json.dumps(problem(code, detail, "$context.requestId"), separators=(",", ":"))
+    body = problem(code, detail, "$context.requestId", retry_after_seconds=retry_after)
+    return json.dumps(body, separators=(",", ":"))
+
+
+def throttle_retry_after(settings: Settings) -> int:
+    """Whole seconds until a throttled key's bucket holds a request again: what `Retry-After`
+    says on a THROTTLED answer. A gateway response header is a fixed value, so it is worked out
+    here from the key's rate; a usage plan's quota resets once a period, too far off for one
+    fixed value, so QUOTA_EXCEEDED carries none."""
+    return max(1, math.ceil(1 / settings.rate_limit_rps))
+
+
+def gateway_response(response_type: str, settings: Settings) -> dict[str, Any]:
+    """The put_gateway_response arguments that make `response_type` a problem object."""
+    code, detail = GATEWAY_RESPONSES[response_type]
+    wait = throttle_retry_after(settings) if response_type == "THROTTLED" else None
+    parameters = {}
+    if wait is not None:
+        # A static header value is written in single quotes [apigw-gateway-response-params].
+        parameters["gatewayresponse.header.Retry-After"] = f"'{wait}'"
+    return {
+        "responseType": response_type,
+        "statusCode": str(CATALOGUE[code].status),
+        "responseParameters": parameters,
+        "responseTemplates": {PROBLEM_MEDIA_TYPE: problem_template(code, detail, wait)},
+    }
 
 
 def limits(settings: Settings) -> dict[str, Any]:
@@ -122,13 +148,8 @@ def apply_rest(apigw, settings: Settings, region: str, lambda_arn: str) -> dict[
             restApiId=api_id, name="all", validateRequestBody=True, validateRequestParameters=True
         )
     stream_integration(apigw, api_id, resource_id(apigw, api_id, STREAM_PATH), region, lambda_arn)
-    for response_type, (code, detail) in GATEWAY_RESPONSES.items():
-        apigw.put_gateway_response(
-            restApiId=api_id,
-            responseType=response_type,
-            statusCode=str(CATALOGUE[code].status),
-            responseTemplates={PROBLEM_MEDIA_TYPE: problem_template(code, detail)},
-        )
+    for response_type in GATEWAY_RESPONSES:
+        apigw.put_gateway_response(restApiId=api_id, **gateway_response(response_type, settings))
     apigw.create_deployment(restApiId=api_id, stageName=STAGE)
     throttle = lim["stage_throttle"]
     apigw.update_stage(
