@@ -127,11 +127,16 @@ class ChatClient:
         question: str,
         document_id: str | None = None,
         max_tokens: int | None = None,
+        *,
+        document: str | None = None,
     ) -> float:
-        """Ask a question. Leave `document_id` out on a follow-up: the conversation's is used."""
+        """Ask a question about a built-in `document_id` or your own `document` text. Leave
+        both out on a follow-up: the conversation's document is used."""
         message: Message = {"type": "ask", "id": id, "question": question}
         if document_id is not None:
             message["document_id"] = document_id
+        if document is not None:
+            message["document"] = document
         if max_tokens is not None:
             message["max_tokens"] = max_tokens
         return self.send(message)

@@ -196,7 +196,8 @@ class ChatConnection:
         # The conversation: earlier turns, oldest first, and their size in tokens.
         self.history: deque[Turn] = deque()
         self.history_tokens = 0
-        self.document_id: str | None = None
+        # What the conversation is about: the document fields of the last ask that named one.
+        self.document: dict[str, str] = {}
         # For errors about the connection itself (no ask to name).
         self.request_id = edge.new_request_id()
 
@@ -289,13 +290,14 @@ class ChatConnection:
 
         The document, max_tokens cap and prompt limit are checked by the same edge code as HTTP.
         """
-        document_id = message.get("document_id", self.document_id)
-        if document_id is None:
+        document = edge.document_of(message) or self.document
+        if not document:
             raise GatewayError(
-                "invalid_request", "The first ask of a conversation must name a document_id."
+                "invalid_request",
+                "The first ask of a conversation must name a document_id or send a document.",
             )
-        request = edge.model_request(edge.ask_from_message(message, document_id), self.settings)
-        self.document_id = document_id
+        request = edge.model_request(edge.ask_from_message(message, document), self.settings)
+        self.document = document
         truncated = False
         while self.history and self.history_tokens > self.settings.ws_history_tokens:
             dropped = self.history.popleft()  # oldest first

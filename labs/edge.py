@@ -132,9 +132,20 @@ class AskRequest(BaseModel):
         return self
 
 
-def ask_from_message(message: dict[str, Any], document_id: str) -> AskRequest:
-    """The AskRequest of a WebSocket `ask` message, locally (chat.py) and on AWS (ws_handler)."""
-    fields = {"question": message["question"], "document_id": document_id}
+# The fields of an ask that name what the question is about: one of them, as in AskRequest.
+DOCUMENT_FIELDS = ("document_id", "document")
+
+
+def document_of(message: dict[str, Any]) -> dict[str, str]:
+    """The document fields a WebSocket `ask` carries: {"document_id": ...}, {"document": ...},
+    or {} when it names none (a follow-up about the same document)."""
+    return {name: message[name] for name in DOCUMENT_FIELDS if name in message}
+
+
+def ask_from_message(message: dict[str, Any], document: dict[str, str]) -> AskRequest:
+    """The AskRequest of a WebSocket `ask` message about `document` (see `document_of`),
+    locally (chat.py) and on AWS (ws_handler)."""
+    fields = {"question": message["question"], **document}
     if "max_tokens" in message:
         fields["max_tokens"] = message["max_tokens"]
     return AskRequest(**fields)

@@ -287,6 +287,19 @@ def ws(aws, impl):
 ASK = {"type": "ask", "id": "q1", "question": "How long?", "document_id": "bedrock-streaming"}
 
 
+def test_an_ask_may_send_its_document_inline(ws):
+    invoke, fake, _ = ws
+    document = "The answer window closes after forty seconds."
+    inline = {key: value for key, value in ASK.items() if key != "document_id"}
+    result, calls = invoke(ws_event("ask", {**inline, "document": document}), fake.answer(["ok"]))
+    assert result == {"statusCode": 200} and pushed()[-1]["type"] == "end"
+    assert document in json.dumps(calls[0]), "the inline document reaches the model"
+    invoke(ws_event("ask", inline))  # neither: refused before the model
+    refused = pushed()[-1]
+    assert refused["type"] == "error" and refused["problem"]["code"] == "invalid_request"
+    assert "document" in refused["problem"]["detail"]
+
+
 def test_an_ask_streams_start_deltas_and_end_to_the_connection(ws):
     invoke, fake, _ = ws
     result, calls = invoke(ws_event("ask", ASK), fake.answer(["Ten ", "minutes", "."]))

@@ -59,6 +59,24 @@ def test_ask_returns_start_deltas_and_end_and_close_says_1000(start_gateway, cha
     assert client.close() == (1000, "")
 
 
+def test_ask_sends_an_inline_document_and_follow_ups_name_none(start_gateway, chat):
+    client = chat(start_gateway().server.ws_url)
+    document = "Wombats dig long burrows. Their droppings are cube shaped."
+    client.ask("q1", "What shape are the droppings?", document=document)
+    assert "cube" in text_of(client.answer("q1"))
+    client.ask("q2", "What do wombats dig?")
+    assert "burrows" in text_of(client.answer("q2"))
+    assert client.sent() == [
+        {
+            "type": "ask",
+            "id": "q1",
+            "question": "What shape are the droppings?",
+            "document": document,
+        },
+        {"type": "ask", "id": "q2", "question": "What do wombats dig?"},
+    ]
+
+
 def test_the_log_keeps_both_directions_in_order_with_rising_times(start_gateway, chat):
     client = chat(start_gateway().server.ws_url)
     sent_at = client.ping()

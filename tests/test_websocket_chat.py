@@ -258,6 +258,36 @@ def test_max_tokens_above_the_cap_is_an_error_message_and_the_connection_stays(s
     assert client.answer("q2")[-1]["stop_reason"] == "max_tokens"
 
 
+INLINE = (
+    "Quokkas live on Rottnest Island. A quokka weighs about three kilograms. "
+    "Quokkas are most active at night."
+)
+
+
+def test_an_ask_may_send_its_document_inline_and_follow_ups_keep_it(start_gateway, chat):
+    gateway = start_gateway()
+    client = chat(gateway)
+    question = "How much does a quokka weigh?"
+    client.send({"type": "ask", "id": "q1", "question": question, "document": INLINE})
+    first = text_of(client.answer())
+    assert "three kilograms" in first
+    # The same answer as HTTP with the same inline document.
+    assert gateway.client().stream({"question": question, "document": INLINE}).text == first
+    client.send({"type": "ask", "id": "q2", "question": "When are quokkas active?"})
+    assert "night" in text_of(client.answer("q2")), "a follow-up keeps the inline document"
+
+
+def test_an_ask_with_both_document_id_and_document_is_refused(start_gateway, chat):
+    gateway = start_gateway()
+    client = chat(gateway)
+    client.send_raw(json.dumps(ask(document=INLINE)))
+    error = client.recv()
+    assert error["type"] == "error" and error["problem"]["code"] == "invalid_request"
+    assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0
+    client.send(ask(id="q2", max_tokens=2))  # the connection stays open
+    assert client.answer("q2")[-1]["stop_reason"] == "max_tokens"
+
+
 def test_first_ask_must_name_a_document(start_gateway, chat):
     client = chat(start_gateway())
     client.send(FIRST)

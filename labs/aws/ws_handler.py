@@ -74,12 +74,13 @@ class Connection:
 
 def ask_request(message: dict[str, Any], settings: Settings) -> ModelRequest:
     """The model request for an `ask`, with the edge's max_tokens rule and prompt limit."""
-    document_id = message.get("document_id")
-    if document_id is None:
+    document = edge.document_of(message)
+    if not document:
         raise GatewayError(
-            "invalid_request", "On AWS every ask names its document_id (no history is kept)."
+            "invalid_request",
+            "On AWS every ask names its document_id or sends its document (no history is kept).",
         )
-    return edge.model_request(edge.ask_from_message(message, document_id), settings)
+    return edge.model_request(edge.ask_from_message(message, document), settings)
 
 
 def answer(
