@@ -162,8 +162,9 @@ class WatchedEventSourceResponse(EventSourceResponse):
             if closed:
                 return
             closed = True
-            if watchdog.fired and self.outcome and self.outcome.reason == "client_disconnect":
-                self.outcome.reason = "send_timeout"
+            outcome = self.outcome
+            if watchdog.fired and outcome is not None and outcome.reason == "client_disconnect":
+                outcome.reason = "send_timeout"
             if self.on_close is not None:
                 # Shielded: a stream being cancelled (client gone, shutdown) must still stop
                 # its model and settle; bounded, so a model that will not close cannot hang it.
