@@ -1,15 +1,19 @@
-"""The per-token path of an SSE stream: the hand-written delta encoder and the send hook.
+"""The per-token path of an SSE stream: the hand-written delta encoder, the send hook, and the
+clean-up that replaced the generator wrapping every chunk.
 
-Both exist for speed (`make bench`); these tests make sure neither changed what a client sees.
+They exist for speed (`make bench`); these tests make sure none changed what a client sees or
+what is billed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 from sse_starlette.sse import EventSourceResponse
+from support import QUESTION
 
 from reference_impl import sse
 from reference_impl.wire_sse import WatchedEventSourceResponse
@@ -34,3 +38,31 @@ def test_the_send_hook_the_gateway_overrides_is_the_one_sse_starlette_calls():
     # be silently dead; fail here instead.
     assert callable(EventSourceResponse.__dict__.get("_send_with_timeout"))
     assert "_send_with_timeout" in WatchedEventSourceResponse.__dict__
+
+
+class ModelThatWillNotClose:
+    """Answers, then hangs in its clean-up: the close step must give up on it, not the stream."""
+
+    name = "stuck-on-close"
+
+    async def stream(self, request):
+        from reference_impl.model import ModelStop, TextDelta
+
+        try:
+            for word in ("one", " two", " three"):
+                yield TextDelta(word)
+            yield ModelStop("end_turn", request.prompt_tokens, 3)
+        finally:
+            await asyncio.Event().wait()  # never set
+
+
+def test_a_model_that_will_not_close_cannot_hang_the_stream_or_its_bill(start_gateway, monkeypatch):
+    from reference_impl import wire_sse
+
+    monkeypatch.setattr(wire_sse, "CLOSE_TIMEOUT_SECONDS", 0.3)
+    gateway = start_gateway(model=ModelThatWillNotClose())
+    result = gateway.client().stream(QUESTION)  # returns only once the stream has closed
+    assert result.names == ["start", "delta", "delta", "delta", "end"]
+    # Settled although the model never finished closing: slot freed, tokens billed.
+    assert gateway.metric("gateway_streams_active") == 0
+    assert gateway.metric("gateway_model_tokens_generated_total", model="stuck-on-close") == 3
