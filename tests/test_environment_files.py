@@ -11,20 +11,26 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 # conda-forge spells a few packages differently from PyPI.
-CONDA_NAME_FOR = {"uvicorn[standard]": "uvicorn-standard", "prometheus-client": "prometheus-client"}
+CONDA_NAME_FOR = {
+    "uvicorn[standard]": "uvicorn-standard",
+    "prometheus-client": "prometheus-client",
+    "redis": "redis-py",  # conda-forge's "redis" is the server
+}
 
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pypi_names() -> set[str]:
+def pypi_names(conda_spelling: bool = True) -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
     names = set()
     for requirement in requirements:
         name = re.match(r"^[A-Za-z0-9._-]+(\[[a-z,]+\])?", requirement).group(0)
-        name = CONDA_NAME_FOR.get(name, re.sub(r"\[.*\]", "", name))
+        if conda_spelling:
+            name = CONDA_NAME_FOR.get(name, name)
+        name = re.sub(r"\[.*\]", "", name)
         names.add(canonical(name))
     return names
 
@@ -33,8 +39,11 @@ def conda_names() -> set[str]:
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     names = set()
     for entry in environment["dependencies"]:
-        if isinstance(entry, str):
-            names.add(canonical(re.match(r"^[A-Za-z0-9._-]+", entry).group(0)))
+        # Packages conda-forge lacks are named in the pip section, by their PyPI names.
+        for name in [entry] if isinstance(entry, str) else entry.get("pip", []):
+            match = re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]*", name)
+            if match:
+                names.add(canonical(match.group(0)))
     return names - {"python", "pip"}
 
 
@@ -58,8 +67,7 @@ def test_lock_file_pins_every_direct_dependency_exactly():
         match = re.match(r"^([A-Za-z0-9._-]+)==(\S+)", line)
         if match:
             pins[canonical(match.group(1))] = match.group(2)
-    wanted = {canonical(re.sub(r"\[.*\]", "", n)) for n in pypi_names()} - {"uvicorn-standard"}
-    wanted.add("uvicorn")
+    wanted = pypi_names(conda_spelling=False)
     missing = sorted(wanted - pins.keys())
     assert not missing, f"not pinned in requirements/lock.txt (run make lock): {missing}"
     # A lock that names this machine's wheel folder would fail on every other machine.
