@@ -12,6 +12,8 @@ import yaml
 from quizzes import engine
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures"
+# Every question type and both sets; the main fixture bank stays single and multiple only.
+KINDS_ROOT = FIXTURE_ROOT / "kinds"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -109,4 +111,16 @@ class EditableBank:
 def editable_bank(tmp_path) -> EditableBank:
     root = tmp_path / "quizzes"
     shutil.copytree(FIXTURE_ROOT, root)
+    return EditableBank(root)
+
+
+@pytest.fixture
+def kinds_bank() -> engine.Bank:
+    return engine.load_bank(KINDS_ROOT)
+
+
+@pytest.fixture
+def editable_kinds(tmp_path) -> EditableBank:
+    root = tmp_path / "quizzes"
+    shutil.copytree(KINDS_ROOT, root)
     return EditableBank(root)

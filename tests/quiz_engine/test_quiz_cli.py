@@ -217,8 +217,8 @@ def test_check_reports_coverage_per_rule(fixture_root):
     out = io.StringIO()
     code = cli.main(["check", "--bank", str(fixture_root)], out=out)
     text = out.getvalue()
-    assert "7 questions, 4 rules: valid." in text
-    assert "stream-first" in text and "<- needs 4" in text
+    assert "7 questions (7 exam set, 0 lab-check), 4 rules: valid." in text
+    assert "rule problem-details (rule): 2 questions, needs at least 4" in text
     assert code == 1, "the fixture bank is below the coverage targets"
 
 
