@@ -19,9 +19,17 @@ from typing import TextIO
 
 from . import coverage, engine
 from .cheatsheet import render_markdown, write_markdown
-from .engine import Bank, BankError, Report, Session, ShuffledQuestion, TimeUpError
+from .engine import (
+    Bank,
+    BankError,
+    Report,
+    Session,
+    ShuffledQuestion,
+    TimeUpError,
+    answer_letter,
+    typed_response,
+)
 from .progress import PROGRESS_ENV, Progress
-from .engine import answer_letter
 from .schema import MATCHING, ORDERING, QUESTION_SETS, choose_phrase
 
 QUIT_WORDS = {"q", "quit", "exit"}
@@ -128,15 +136,6 @@ def _parse_matching(tokens: list[str], item: ShuffledQuestion) -> tuple:
     return (None, problem) if problem else (tuple(response), None)
 
 
-def typed(item: ShuffledQuestion, response) -> str:
-    """A response as the learner would type it: "1, 3", "3 1 2" or "1b 2a"."""
-    if item.question.type == ORDERING:
-        return " ".join(str(i + 1) for i in response)
-    if item.question.type == MATCHING:
-        return " ".join(f"{n}{answer_letter(i)}" for n, i in enumerate(response, start=1))
-    return _numbers(response)
-
-
 def _prompt(item: ShuffledQuestion) -> str:
     count = item.size
     if item.question.type == ORDERING:
@@ -214,7 +213,7 @@ def _matching_feedback(item: ShuffledQuestion, chosen) -> list[str]:
 
 def feedback_text(item: ShuffledQuestion, chosen, bank: Bank) -> str:
     correct = item.grade(chosen)
-    right = typed(item, item.correct_response)
+    right = typed_response(item, item.correct_response)
     lines = ["Correct." if correct else f"Not quite. The answer is {right}."]
     if item.question.type == ORDERING:
         lines += _ordering_feedback(item, chosen)
@@ -254,16 +253,17 @@ def report_text(report: Report, note: str = "") -> str:
         lines += ["", "Question by question"]
         for number, result in enumerate(report.results, start=1):
             item = result.item
-            yours = typed(item, result.answer.chosen) if result.answer else "no answer"
+            yours = typed_response(item, result.answer.chosen) if result.answer else "no answer"
             mark = "right" if result.correct else "wrong"
             lines.append(
                 f"  {number}. {item.question.id}: {mark} (yours: {yours}; correct: "
-                f"{typed(item, item.correct_response)}). {item.question.explanation}"
+                f"{typed_response(item, item.correct_response)}). {item.question.explanation}"
             )
             if not result.correct and item.question.type == ORDERING:
-                lines += [f"     {place}. {text}" for place, text in enumerate(
-                    item.question.items, start=1
-                )]
+                lines += [
+                    f"     {place}. {text}"
+                    for place, text in enumerate(item.question.items, start=1)
+                ]
             elif not result.correct and item.question.type == MATCHING:
                 lines += [f"     {pair.prompt} -> {pair.answer}" for pair in item.question.pairs]
     return "\n".join(lines) + "\n"

@@ -53,9 +53,7 @@ def measure(
 
     shortfalls = []
     if len(exam) < min_exam_questions:
-        shortfalls.append(
-            f"exam set: {len(exam)} questions, needs at least {min_exam_questions}"
-        )
+        shortfalls.append(f"exam set: {len(exam)} questions, needs at least {min_exam_questions}")
     shortfalls += [
         f"topic {topic} (skill {skill_of[topic]}): {count} exam-set questions, "
         f"needs at least {min_per_topic}"
@@ -100,7 +98,10 @@ def coverage_text(bank: Bank, coverage: Coverage) -> str:
             count = coverage.per_topic[topic]
             rows.append((f"    {topic}", count, count < MIN_EXAM_QUESTIONS_PER_TOPIC))
     width = max(len(label) for label, _, _ in rows)
-    lines += [f"  {label:<{width}} {count:>4}{'  <- short' if short else ''}" for label, count, short in rows]
+    lines += [
+        f"  {label:<{width}} {count:>4}{'  <- short' if short else ''}"
+        for label, count, short in rows
+    ]
     lines += ["", "Questions per rule"]
     for rule_id, count in coverage.per_rule.items():
         kind = bank.rules[rule_id].kind

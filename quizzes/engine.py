@@ -382,9 +382,7 @@ class Bank:
                 ("notebook", notebook),
                 ("set", question_set),
             )
-            asked = ", ".join(
-                f"{name}={value!r}" for name, value in filters if value is not None
-            )
+            asked = ", ".join(f"{name}={value!r}" for name, value in filters if value is not None)
             known = sorted({s for q in self.questions for s in q.skills})
             hint = f" Skills in the bank: {', '.join(known)}." if skill is not None else ""
             raise NoQuestionsError(f"No questions match {asked}.{hint}")
@@ -413,7 +411,9 @@ class ShuffledQuestion:
 
     @property
     def options(self) -> tuple[Option, ...]:
-        return tuple(self.question.options[i] for i in self.order) if self.question.is_choice else ()
+        return (
+            tuple(self.question.options[i] for i in self.order) if self.question.is_choice else ()
+        )
 
     @property
     def shown_items(self) -> tuple[str, ...]:
@@ -522,6 +522,14 @@ def answer_letter(position: int) -> str:
     return chr(ord("a") + position) if 0 <= position < 26 else str(position + 1)
 
 
+def typed_response(item: ShuffledQuestion, response: Sequence[int]) -> str:
+    """A response as a learner types it in the terminal: options "1, 3", an order "3 1 2",
+    matches "1b 2a" (prompt number, answer letter)."""
+    if item.question.type == ORDERING:
+        return " ".join(str(i + 1) for i in response)
+    if item.question.type == MATCHING:
+        return " ".join(f"{n}{answer_letter(i)}" for n, i in enumerate(response, start=1))
+    return ", ".join(str(i + 1) for i in sorted(response))
 
 
 def shuffle_options(question: Question, rng: random.Random) -> ShuffledQuestion:

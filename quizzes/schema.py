@@ -332,9 +332,7 @@ def _matching_problems(question: Mapping[str, Any], where: str) -> list[str]:
         for text in _repeated(pair["prompt"] for pair in question["pairs"])
     ]
     distractors = question.get("distractors", [])
-    problems += [
-        f"{where}: distractor {text!r} appears twice" for text in _repeated(distractors)
-    ]
+    problems += [f"{where}: distractor {text!r} appears twice" for text in _repeated(distractors)]
     answers = {normalise_stem(pair["answer"]) for pair in question["pairs"]}
     problems += [
         f"{where}: distractor {text!r} is also the answer to a prompt"
@@ -459,9 +457,7 @@ def check_bank(
                 if topic_id not in known_topics:
                     hint = difflib.get_close_matches(topic_id, sorted(known_topics), n=1)
                     maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-                    problems.append(
-                        f"{where}: names topic {topic_id!r}, not in skills.yaml{maybe}"
-                    )
+                    problems.append(f"{where}: names topic {topic_id!r}, not in skills.yaml{maybe}")
             stem = normalise_stem(question["stem"])
             if stem in first_stem:
                 problems.append(f"{where}: same stem as {first_stem[stem]}")

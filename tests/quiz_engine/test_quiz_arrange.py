@@ -78,9 +78,8 @@ def test_a_matching_prompt_without_an_answer_names_the_pair(editable_kinds):
     editable_kinds.edit_question(
         "bank/kinds.yaml", "kx-match-001", lambda q: q["pairs"][1].pop("answer")
     )
-    assert (
-        "question kx-match-001: 'answer' is a required property (at pairs/1)"
-        in _error(editable_kinds)
+    assert "question kx-match-001: 'answer' is a required property (at pairs/1)" in _error(
+        editable_kinds
     )
 
 
@@ -267,6 +266,9 @@ def test_the_terminal_exam_report_lists_the_right_order_and_pairs(kinds_bank):
     reversed_order = " ".join(str(i + 1) for i in reversed(order.correct_response))
     right_order = " ".join(str(i + 1) for i in order.correct_response)
     assert f"kx-order-001: wrong (yours: {reversed_order}; correct: {right_order})" in text
-    assert f"kx-match-001: right (yours: {cli.typed(match, match.correct_response)};" in text
+    assert (
+        f"kx-match-001: right (yours: {engine.typed_response(match, match.correct_response)};"
+        in text
+    )
     assert "     1. The client sends the request." in text
     assert "By topic (weakest first)" in text

@@ -130,8 +130,7 @@ def test_an_exam_question_without_a_topic_is_named(tmp_path):
     code, text = check(tmp_path)
     assert code == 1
     assert (
-        "/bank/generated.yaml: question gen-999: an exam-set question needs at least "
-        "one topic"
+        "/bank/generated.yaml: question gen-999: an exam-set question needs at least one topic"
     ) in text
 
 
