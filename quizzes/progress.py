@@ -246,6 +246,11 @@ class Progress:
         last_seen."""
         return self.data["questions"].get(question_id)
 
+    def last_correct(self, question_id: str) -> bool | None:
+        """Whether the last answer to the question was right; None if it was never answered."""
+        entry = self.entry(question_id)
+        return entry.get("last_correct") if entry else None
+
     def card(self, question_id: str) -> Card | None:
         entry = self.entry(question_id)
         return Card.from_dict(entry["card"]) if entry else None

@@ -175,4 +175,4 @@ def test_terminal_practice_on_the_real_bank_through_stdin(real_bank, repo_root, 
     assert result.returncode == 0, result.stderr
     assert "Results: 2 of 2 correct (100 %)" in result.stdout
     stored = Progress.load(progress_file)
-    assert [stored.box(it.question.id) for it in session.items] == [2, 2]
+    assert [stored.last_correct(it.question.id) for it in session.items] == [True, True]
