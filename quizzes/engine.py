@@ -490,14 +490,14 @@ class ShuffledQuestion:
 
     def _ordering_problem(self, chosen: list) -> str | None:
         count = self.size
-        outside = [i for i in chosen if i is None or not 0 <= i < count]
+        placed = [i for i in chosen if i is not None]  # None: a place left empty
+        outside = [i for i in placed if not 0 <= i < count]
         if outside:
-            shown = "none" if outside[0] is None else outside[0] + 1
-            return f"There is no item {shown}: the items are numbered 1 to {count}."
-        if len(set(chosen)) != len(chosen):
+            return f"There is no item {outside[0] + 1}: the items are numbered 1 to {count}."
+        if len(set(placed)) != len(placed):
             return "Each item can be placed only once."
-        if len(chosen) != count:
-            return f"Put all {count} items in order (you placed {len(chosen)})."
+        if len(placed) != count or len(chosen) != count:
+            return f"Put all {count} items in order (you placed {len(placed)})."
         return None
 
     def _matching_problem(self, chosen: list) -> str | None:

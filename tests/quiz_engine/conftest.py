@@ -114,6 +114,11 @@ def editable_bank(tmp_path) -> EditableBank:
     return EditableBank(root)
 
 
+@pytest.fixture(scope="session")
+def kinds_root() -> Path:
+    return KINDS_ROOT
+
+
 @pytest.fixture
 def kinds_bank() -> engine.Bank:
     return engine.load_bank(KINDS_ROOT)
