@@ -146,15 +146,17 @@ def _question_schema(types: list[str], required: list[str], properties: dict) ->
 
 # One schema per question type, so an error says what that type needs (one schema with oneOf
 # would only say "not valid under any of the given schemas").
+_CHOICE_SCHEMA = _question_schema(
+    CHOICE_TYPES,
+    ["choose", "options"],
+    {
+        "choose": {"type": "integer", "minimum": 1},
+        "options": {"type": "array", "minItems": 2, "items": OPTION_SCHEMA},
+    },
+)
 QUESTION_SCHEMAS: dict[str, dict[str, Any]] = {
-    "single": _question_schema(
-        CHOICE_TYPES,
-        ["choose", "options"],
-        {
-            "choose": {"type": "integer", "minimum": 1},
-            "options": {"type": "array", "minItems": 2, "items": OPTION_SCHEMA},
-        },
-    ),
+    "single": _CHOICE_SCHEMA,
+    "multiple": _CHOICE_SCHEMA,
     ORDERING: _question_schema(
         [ORDERING],
         ["items"],
@@ -189,7 +191,6 @@ QUESTION_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     ),
 }
-QUESTION_SCHEMAS["multiple"] = QUESTION_SCHEMAS["single"]
 
 # The file level checks only what is needed to pick each question's schema.
 BANK_FILE_SCHEMA: dict[str, Any] = {

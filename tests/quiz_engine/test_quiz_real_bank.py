@@ -162,7 +162,7 @@ def test_the_real_cheat_sheet_lists_every_rule(real_bank):
 
 def test_terminal_practice_on_the_real_bank_through_stdin(real_bank, repo_root, progress_file, key):
     session = engine.practice_session(real_bank, n=2, seed=1)
-    answers = "".join(key.typed(item.correct) + "\n" for item in session.items)
+    answers = "".join(key.typed_right(item) + "\n" for item in session.items)
     result = subprocess.run(
         [sys.executable, "-m", "quizzes", "practice", "--n", "2", "--seed", "1"],
         input=answers,
