@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 
-from .engine import ShuffledQuestion, answer_letter
+from .engine import QuestionResult, ShuffledQuestion, answer_letter
 from .schema import MATCHING, ORDERING
 
 NOT_CHOSEN = "(choose)"
@@ -165,3 +165,24 @@ def feedback_rows_html(item: ShuffledQuestion, chosen: Sequence[int]) -> str:
             f"<b>{html.escape(pair.answer)}</b>{yours}</li>"
         )
     return f"<p>The right pairs:</p><ul>{''.join(rows)}</ul>"
+
+
+def feedback_html(item: ShuffledQuestion, chosen: Sequence[int], rules_html: str) -> str:
+    """Right or wrong, the right order or pairs line by line, why, and the rules behind it."""
+    verdict = (
+        '<b style="color:#1a7f37">&#10003; Correct.</b>'
+        if item.grade(chosen)
+        else '<b style="color:#b3261e">&#10007; Not quite.</b>'
+    )
+    why = html.escape(item.question.explanation)
+    rows = feedback_rows_html(item, chosen)
+    return f"<p>{verdict}</p>{rows}<p><b>Why:</b> {why}</p><ul>{rules_html}</ul>"
+
+
+def report_line_html(result: QuestionResult, mark: str, first_line: str) -> str:
+    """One line of the exam report: the learner's order or pairs, then the right ones, in words."""
+    item = result.item
+    yours = response_html(item, result.answer.chosen) if result.answer else "no answer<br>"
+    right = response_html(item, item.correct_response)
+    why = html.escape(item.question.explanation)
+    return f"<li>{mark} {first_line}<br>Your answer: {yours}Correct: {right}{why}</li>"

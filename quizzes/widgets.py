@@ -137,15 +137,8 @@ def feedback_html(item: ShuffledQuestion, chosen, bank: Bank) -> str:
     """Right or wrong, why each option is right or wrong, and the rule behind the answer."""
     correct = item.grade(chosen)
     if not item.question.is_choice:  # ordering, matching: the right order or pairs instead
-        rows = arrange_widgets.feedback_rows_html(item, chosen)
-        verdict = (
-            '<b style="color:#1a7f37">&#10003; Correct.</b>'
-            if correct
-            else ('<b style="color:#b3261e">&#10007; Not quite.</b>')
-        )
         rules = "".join(_rule_line(bank.rules[r]) for r in item.question.rules)
-        explanation = html.escape(item.question.explanation)
-        return f"<p>{verdict}</p>{rows}<p><b>Why:</b> {explanation}</p><ul>{rules}</ul>"
+        return arrange_widgets.feedback_html(item, chosen, rules)
     verdict = (
         '<b style="color:#1a7f37">&#10003; Correct.</b>'
         if correct
@@ -210,16 +203,7 @@ def summary_html(report: Report, bank: Bank, note: str = "") -> str:
             mark = "&#10003;" if result.correct else "&#10007;"
             first_line = html.escape(textwrap.shorten(item.question.stem, 120, placeholder=" ..."))
             if not item.question.is_choice:  # ordering, matching: in words, not letters
-                yours = (
-                    arrange_widgets.response_html(item, result.answer.chosen)
-                    if result.answer
-                    else "no answer"
-                )
-                right = arrange_widgets.response_html(item, item.correct_response)
-                review.append(
-                    f"<li>{mark} {first_line}<br>Your answer: {yours}Correct: {right}"
-                    f"{html.escape(item.question.explanation)}</li>"
-                )
+                review.append(arrange_widgets.report_line_html(result, mark, first_line))
                 continue
             yours = _letters(result.answer.chosen) if result.answer else "no answer"
             review.append(
