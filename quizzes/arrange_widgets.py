@@ -31,8 +31,9 @@ class DropdownRows(widgets.VBox):
 
     def __init__(self, labels: Sequence[widgets.Widget], choices: Sequence[tuple[str, int]]):
         options = [(NOT_CHOSEN, None), *choices]
+        # index 0: the "(choose)" entry shows, so an empty place reads as one
         self.dropdowns = [
-            widgets.Dropdown(options=options, value=None, layout=_DROPDOWN) for _ in labels
+            widgets.Dropdown(options=options, index=0, layout=_DROPDOWN) for _ in labels
         ]
         rows = [
             widgets.Box([label, dropdown], layout=_ROW)
@@ -48,7 +49,10 @@ class DropdownRows(widgets.VBox):
     @value.setter
     def value(self, response: Sequence[int | None]) -> None:
         for dropdown, position in zip(self.dropdowns, response, strict=True):
-            dropdown.value = position
+            if position is None:
+                dropdown.index = 0
+            else:
+                dropdown.value = position
 
     @property
     def disabled(self) -> bool:

@@ -29,7 +29,7 @@ def test_an_ordering_question_has_one_dropdown_per_place_listing_every_item(kind
     dropdowns = quiz.choices.rows.dropdowns
     assert len(dropdowns) == 4
     for dropdown in dropdowns:
-        assert dropdown.value is None, "nothing preselected"
+        assert (dropdown.value, dropdown.label) == (None, "(choose)"), "nothing preselected"
         assert [label for label, _ in dropdown.options[1:]] == [
             f"{n}. {text}" for n, text in enumerate(item.shown_items, start=1)
         ]
