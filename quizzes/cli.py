@@ -1,8 +1,10 @@
 """The quizzes in a terminal: `python -m quizzes practice|exam|review|cheatsheet|check`.
 
 Same engine as the notebook widgets. Options are numbered 1..N and answers are typed as
-numbers ("2", or "1,3" / "1 3" for multiple response), so a session can be driven through
-stdin. A wrong entry re-prompts; `q` or end of input stops with the report so far.
+numbers ("2", or "1,3" / "1 3" for multiple response); an ordering question is answered with
+the item numbers in the right order ("3 1 2"), a matching question with a number and a letter
+per prompt ("1b 2a 3c"). So a session can be driven through stdin. A wrong entry re-prompts;
+`q` or end of input stops with the report so far.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from . import engine
+from . import coverage, engine
 from .cheatsheet import render_markdown, write_markdown
-from .engine import Bank, BankError, Report, Session, ShuffledQuestion, TimeUpError
+from .engine import (
+    Bank,
+    BankError,
+    Report,
+    Session,
+    ShuffledQuestion,
+    TimeUpError,
+    answer_letter,
+    typed_response,
+)
 from .progress import PROGRESS_ENV, Progress
-from .schema import MIN_QUESTIONS_PER_KIND, choose_phrase
+from .schema import MATCHING, ORDERING, QUESTION_SETS, choose_phrase
 
 QUIT_WORDS = {"q", "quit", "exit"}
 
@@ -47,8 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     practice.add_argument("--skill", help="only questions on this exam skill, e.g. 2.4.2 or 2.4")
     practice.add_argument("--n", type=int, help="at most this many questions")
     practice.add_argument("--seed", type=int, help="same seed, same questions and option order")
+    practice.add_argument(
+        "--set",
+        dest="question_set",
+        choices=QUESTION_SETS,
+        help="only the exam set, or only the lab-check set on this course's gateway "
+        "(default: both)",
+    )
 
-    exam = with_bank(commands.add_parser("exam", help="timed, no feedback until the end"))
+    exam = with_bank(
+        commands.add_parser("exam", help="the exam set, timed, no feedback until the end")
+    )
     exam.add_argument("--n", type=int, default=20)
     exam.add_argument("--minutes", type=float, default=30)
     exam.add_argument("--seed", type=int)
@@ -63,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="with --out: fail if the file is out of date"
     )
 
-    with_bank(commands.add_parser("check", help="validate the bank and show coverage per rule"))
+    with_bank(
+        commands.add_parser(
+            "check",
+            help="validate the bank; show coverage per skill statement, topic and rule; "
+            "fail below the targets",
+        )
+    )
     return parser
 
 
@@ -71,20 +97,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_answer(text: str, item: ShuffledQuestion) -> tuple[tuple[int, ...] | None, str | None]:
-    """Typed option numbers ("2", "1,3", "1 3") -> (0-based positions, None), or
-    (None, what to tell the learner)."""
-    count = len(item.options)
+    """What the learner typed -> (the response, None), or (None, what to tell the learner).
+    Options: "2", "1,3", "1 3". Ordering: "3 1 2" (or "312" when there are fewer than ten
+    items). Matching: "1b 2a 3c"."""
     tokens = [token for token in re.split(r"[,\s]+", text.strip()) if token]
+    if item.question.type == MATCHING:
+        return _parse_matching(tokens, item)
+    count = item.size
+    if item.question.type == ORDERING and len(tokens) == 1 and count < 10:
+        tokens = list(tokens[0]) if len(tokens[0]) == count else tokens
+    what = "an item" if item.question.type == ORDERING else "an option"
     for token in tokens:
         if not token.isdigit():
-            return None, f"{token!r} is not an option number: type numbers from 1 to {count}."
+            return None, f"{token!r} is not {what} number: type numbers from 1 to {count}."
     chosen = tuple(int(token) - 1 for token in tokens)
     problem = item.selection_problem(chosen)
     return (None, problem) if problem else (chosen, None)
 
 
+def _parse_matching(tokens: list[str], item: ShuffledQuestion) -> tuple:
+    prompts = len(item.prompt_order)
+    last = answer_letter(item.size - 1)
+    response: list[int | None] = [None] * prompts
+    for token in tokens:
+        match = re.fullmatch(r"(\d+)([a-zA-Z])", token)
+        if not match:
+            return None, f"{token!r} is not a prompt number and an answer letter, like 1b."
+        number, letter = int(match[1]), match[2].lower()
+        if not 1 <= number <= prompts:
+            return None, f"There is no prompt {number}: the prompts are numbered 1 to {prompts}."
+        if response[number - 1] is not None:
+            return None, f"Prompt {number} is matched twice."
+        position = ord(letter) - ord("a")
+        if not 0 <= position < item.size:
+            return None, f"There is no answer {letter}: the answers are a to {last}."
+        response[number - 1] = position
+    problem = item.selection_problem(response)
+    return (None, problem) if problem else (tuple(response), None)
+
+
 def _prompt(item: ShuffledQuestion) -> str:
-    count = len(item.options)
+    count = item.size
+    if item.question.type == ORDERING:
+        example = " ".join(str(n) for n in range(count, 0, -1))
+        return f"Your order, first to last (item numbers, e.g. {example}): "
+    if item.question.type == MATCHING:
+        return "Your matches (a prompt number and an answer letter each, e.g. 1b 2a): "
     if item.question.is_multiple:
         phrase = choose_phrase(item.question.choose)
         return f"Your answers, choose {phrase} (numbers 1-{count}, e.g. 1,3): "
@@ -115,7 +173,16 @@ def _question_text(item: ShuffledQuestion, number: int, count: int, mode: str) -
     lines = ["", f"Question {number} of {count} ({mode})", question.stem]
     if question.exhibit:
         lines += ["", *(f"    | {line}" for line in question.exhibit.splitlines()), ""]
-    lines += [f"  {i}. {option.text}" for i, option in enumerate(item.options, start=1)]
+    if question.type == ORDERING:
+        lines.append("Put these in order, first to last:")
+        lines += [f"  {i}. {text}" for i, text in enumerate(item.shown_items, start=1)]
+    elif question.type == MATCHING:
+        lines.append("Match each prompt to an answer:")
+        lines += [f"  {i}. {pair.prompt}" for i, pair in enumerate(item.shown_prompts, start=1)]
+        lines.append("Answers:")
+        lines += [f"  {answer_letter(i)}. {text}" for i, text in enumerate(item.shown_answers)]
+    else:
+        lines += [f"  {i}. {option.text}" for i, option in enumerate(item.options, start=1)]
     return "\n".join(lines) + "\n"
 
 
@@ -123,9 +190,35 @@ def _numbers(positions) -> str:
     return ", ".join(str(i + 1) for i in sorted(positions))
 
 
+def _ordering_feedback(item: ShuffledQuestion, chosen) -> list[str]:
+    """The right order, each item with the place the learner gave it."""
+    lines = ["The right order:"]
+    for place, position in enumerate(item.correct_response, start=1):
+        yours = list(chosen).index(position) + 1
+        mark = "" if yours == place else f" (you put it at {yours})"
+        lines.append(f"  {place}. {item.shown_items[position]}{mark}")
+    return lines
+
+
+def _matching_feedback(item: ShuffledQuestion, chosen) -> list[str]:
+    """Each prompt with its right answer, and the learner's answer where it differs."""
+    lines = ["The right pairs:"]
+    for n, (pair, right, yours) in enumerate(
+        zip(item.shown_prompts, item.correct_response, chosen, strict=True), start=1
+    ):
+        mark = "" if yours == right else f" (you chose {answer_letter(yours)})"
+        lines.append(f"  {n}. {pair.prompt} -> {answer_letter(right)}. {pair.answer}{mark}")
+    return lines
+
+
 def feedback_text(item: ShuffledQuestion, chosen, bank: Bank) -> str:
     correct = item.grade(chosen)
-    lines = ["Correct." if correct else f"Not quite. The answer is {_numbers(item.correct)}."]
+    right = typed_response(item, item.correct_response)
+    lines = ["Correct." if correct else f"Not quite. The answer is {right}."]
+    if item.question.type == ORDERING:
+        lines += _ordering_feedback(item, chosen)
+    elif item.question.type == MATCHING:
+        lines += _matching_feedback(item, chosen)
     for i, option in enumerate(item.options):
         mark = "right" if option.correct else "wrong"
         yours = ", your choice" if i in set(chosen) else ""
@@ -147,7 +240,8 @@ def report_text(report: Report, note: str = "") -> str:
     lines.append(f"{title}: {overall.correct} of {overall.total} correct ({overall.percent} %)")
     if report.unanswered:
         lines.append(f"{report.unanswered} unanswered, counted as wrong.")
-    for heading, tallies in (("By rule", report.by_rule), ("By skill", report.by_skill)):
+    tables = (("By rule", report.by_rule), ("By skill", report.by_skill))
+    for heading, tallies in (*tables, ("By topic", report.by_topic)):
         if tallies:
             lines += ["", f"{heading} (weakest first)"]
             width = max(len(key) for key in tallies)
@@ -159,12 +253,19 @@ def report_text(report: Report, note: str = "") -> str:
         lines += ["", "Question by question"]
         for number, result in enumerate(report.results, start=1):
             item = result.item
-            yours = _numbers(result.answer.chosen) if result.answer else "no answer"
+            yours = typed_response(item, result.answer.chosen) if result.answer else "no answer"
             mark = "right" if result.correct else "wrong"
             lines.append(
                 f"  {number}. {item.question.id}: {mark} (yours: {yours}; correct: "
-                f"{_numbers(item.correct)}). {item.question.explanation}"
+                f"{typed_response(item, item.correct_response)}). {item.question.explanation}"
             )
+            if not result.correct and item.question.type == ORDERING:
+                lines += [
+                    f"     {place}. {text}"
+                    for place, text in enumerate(item.question.items, start=1)
+                ]
+            elif not result.correct and item.question.type == MATCHING:
+                lines += [f"     {pair.prompt} -> {pair.answer}" for pair in item.question.pairs]
     return "\n".join(lines) + "\n"
 
 
@@ -219,18 +320,11 @@ def run_session(
 
 
 def _coverage_report(bank: Bank, out: TextIO) -> int:
-    """`check`: the bank is valid if we got here; now show how many questions name each rule
-    and fail if any rule is below its coverage target."""
-    counts = bank.questions_per_rule()
-    out.write(f"{len(bank.questions)} questions, {len(bank.rules)} rules: valid.\n")
-    short = 0
-    for rule_id, count in counts.items():
-        kind = bank.rules[rule_id].kind
-        wanted = MIN_QUESTIONS_PER_KIND[kind]
-        flag = "" if count >= wanted else f"  <- needs {wanted}"
-        short += bool(flag)
-        out.write(f"  {kind:<5} {rule_id:<40} {count:>3}{flag}\n")
-    return 1 if short else 0
+    """`check`: the bank is valid if we got here; now show its coverage per skill statement,
+    topic and rule, and fail (exit 1) naming every target it misses."""
+    measured = coverage.measure(bank)
+    out.write(coverage.coverage_text(bank, measured))
+    return 0 if measured.meets_targets else 1
 
 
 def _cheatsheet(args: argparse.Namespace, out: TextIO) -> int:
@@ -274,7 +368,7 @@ def main(
         progress = Progress.load()
         if args.command == "practice":
             session = engine.practice_session(
-                bank, args.rule, args.skill, args.notebook, args.n, args.seed
+                bank, args.rule, args.skill, args.notebook, args.n, args.seed, args.question_set
             )
         elif args.command == "exam":
             session = engine.exam_session(bank, args.n, args.minutes, args.seed, clock)

@@ -11,13 +11,13 @@ import difflib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from . import schema
-from .schema import BankError
+from .schema import EXAM_SET, MATCHING, ORDERING, BankError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -69,14 +69,21 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """One prompt of a matching question and its correct answer."""
+
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class Question:
-    """One question as written in the bank, options in their authored order."""
+    """One question as written in the bank: options, ordering items and matching pairs in
+    their authored order (for ordering, that is the correct order)."""
 
     id: str
-    type: str  # single | multiple
-    choose: int
+    type: str  # single | multiple | ordering | matching
     stem: str
-    options: tuple[Option, ...]
     explanation: str
     rules: tuple[str, ...]
     skills: tuple[str, ...]
@@ -84,10 +91,29 @@ class Question:
     notebook: str
     exhibit: str | None
     file: str
+    choose: int = 1  # single and multiple only
+    options: tuple[Option, ...] = ()  # single and multiple only
+    items: tuple[str, ...] = ()  # ordering only, in the correct order
+    pairs: tuple[Pair, ...] = ()  # matching only
+    distractors: tuple[str, ...] = ()  # matching only: answers that match no prompt
+    set: str = EXAM_SET  # exam | lab-check
+    topics: tuple[str, ...] = ()  # topic ids from skills.yaml
 
     @property
     def is_multiple(self) -> bool:
         return self.type == "multiple"
+
+    @property
+    def is_choice(self) -> bool:
+        """Single or multiple: the learner picks options."""
+        return self.type in schema.CHOICE_TYPES
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        """A matching question's answer list: each distinct pair answer, then the distractors.
+        Two prompts may share an answer; it is listed once."""
+        distinct = tuple(dict.fromkeys(pair.answer for pair in self.pairs))
+        return distinct + self.distractors
 
 
 # --- Loading ---------------------------------------------------------------------------------
@@ -144,16 +170,70 @@ def rulebook_from_document(document: object, shown: str = "rules.yaml") -> Ruleb
     return Rulebook(rules=rules, decision_table=decision_table, path=shown)
 
 
+@dataclass(frozen=True)
+class Skill:
+    """One exam skill statement and the topics questions are tagged with (id -> title)."""
+
+    id: str
+    statement: str
+    topics: dict[str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class SkillMap:
+    """skills.yaml, validated: the skill statements in file order."""
+
+    skills: dict[str, Skill]
+    path: str
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Every topic id -> the id of its skill statement, in file order."""
+        return {topic: skill.id for skill in self.skills.values() for topic in skill.topics}
+
+
+def load_skills(root: str | Path | None = None) -> SkillMap:
+    """Read and validate `skills.yaml` under `root`, or the course's own when `root` has none:
+    the skill statements belong to the exam, not to one bank."""
+    root = Path(root) if root is not None else PACKAGE_DIR
+    if not (root / "skills.yaml").exists():
+        root = PACKAGE_DIR
+    path = root / "skills.yaml"
+    shown = _shown_path(path, root)
+    return skill_map_from_document(_read_yaml(path, shown), shown)
+
+
+def skill_map_from_document(document: object, shown: str = "skills.yaml") -> SkillMap:
+    schema.check_skills_file(document, shown)
+    skills = {
+        entry["id"]: Skill(
+            id=entry["id"],
+            statement=entry["statement"].strip(),
+            topics={topic["id"]: topic["title"].strip() for topic in entry["topics"]},
+        )
+        for entry in document["skills"]
+    }
+    return SkillMap(skills=skills, path=shown)
+
+
 def _question(entry: dict, rulebook: Rulebook, shown: str) -> Question:
     return Question(
         id=entry["id"],
         type=entry["type"],
-        choose=entry["choose"],
+        choose=entry.get("choose", 1),
         stem=entry["stem"].strip(),
         options=tuple(
             Option(text=o["text"].strip(), correct=o["correct"], feedback=o["feedback"].strip())
-            for o in entry["options"]
+            for o in entry.get("options", ())
         ),
+        items=tuple(item["text"].strip() for item in entry.get("items", ())),
+        pairs=tuple(
+            Pair(prompt=pair["prompt"].strip(), answer=pair["answer"].strip())
+            for pair in entry.get("pairs", ())
+        ),
+        distractors=tuple(text.strip() for text in entry.get("distractors", ())),
+        set=entry.get("set", EXAM_SET),
+        topics=tuple(entry.get("topics", ())),
         explanation=entry["explanation"].strip(),
         rules=tuple(entry["rules"]),
         skills=tuple(entry["skills"]),
@@ -171,6 +251,7 @@ def load_bank(root: str | Path | None = None) -> Bank:
     naming its file and question id."""
     root = Path(root) if root is not None else PACKAGE_DIR
     rulebook = load_rules(root)
+    skill_map = load_skills(root)
     paths = sorted((root / "bank").glob("*.yaml"))
     if not paths:
         raise BankError([f"{root.name}/bank: no question files (*.yaml)"])
@@ -187,13 +268,13 @@ def load_bank(root: str | Path | None = None) -> Bank:
         documents[shown] = document
     if problems:
         raise BankError(problems)
-    schema.check_bank(documents, rulebook.rules)
+    schema.check_bank(documents, rulebook.rules, skill_map.topics)
     questions = tuple(
         _question(entry, rulebook, shown)
         for shown, document in documents.items()
         for entry in document["questions"]
     )
-    return Bank(rulebook=rulebook, questions=questions)
+    return Bank(rulebook=rulebook, questions=questions, skill_map=skill_map)
 
 
 # --- Selection -------------------------------------------------------------------------------
@@ -227,6 +308,7 @@ class Bank:
 
     rulebook: Rulebook
     questions: tuple[Question, ...]
+    skill_map: SkillMap
 
     @property
     def rules(self) -> dict[str, Rule]:
@@ -259,11 +341,14 @@ class Bank:
         rule: str | None = None,
         skill: str | None = None,
         notebook: str | int | None = None,
+        question_set: str | None = None,
     ) -> list[Question]:
-        """Questions matching every filter given, in bank order. A rule or notebook that does
-        not exist is a ValueError (a typo should not look like an empty quiz)."""
+        """Questions matching every filter given, in bank order. A rule, notebook or set that
+        does not exist is a ValueError (a typo should not look like an empty quiz)."""
         if rule is not None and rule not in self.rules:
             raise ValueError(unknown_name_message("rule", rule, self.rules))
+        if question_set is not None and question_set not in schema.QUESTION_SETS:
+            raise ValueError(unknown_name_message("set", question_set, schema.QUESTION_SETS))
         if notebook is not None:
             notebook = normalise_notebook(notebook)
             if notebook not in schema.NOTEBOOKS:
@@ -274,6 +359,7 @@ class Bank:
             if (rule is None or rule in question.rules)
             and (skill is None or _skill_matches(skill, question.skills))
             and (notebook is None or question.notebook == notebook)
+            and (question_set is None or question.set == question_set)
         ]
 
     def select(
@@ -284,16 +370,19 @@ class Bank:
         n: int | None = None,
         seed: int | None = None,
         rng: random.Random | None = None,
+        question_set: str | None = None,
     ) -> list[Question]:
         """Matching questions in random order, at most `n` of them. The same seed gives the
         same questions in the same order."""
-        picked = self.filter(rule=rule, skill=skill, notebook=notebook)
+        picked = self.filter(rule=rule, skill=skill, notebook=notebook, question_set=question_set)
         if not picked:
-            asked = ", ".join(
-                f"{name}={value!r}"
-                for name, value in (("rule", rule), ("skill", skill), ("notebook", notebook))
-                if value is not None
+            filters = (
+                ("rule", rule),
+                ("skill", skill),
+                ("notebook", notebook),
+                ("set", question_set),
             )
+            asked = ", ".join(f"{name}={value!r}" for name, value in filters if value is not None)
             known = sorted({s for q in self.questions for s in q.skills})
             hint = f" Skills in the bank: {', '.join(known)}." if skill is not None else ""
             raise NoQuestionsError(f"No questions match {asked}.{hint}")
@@ -307,34 +396,89 @@ class Bank:
 
 @dataclass(frozen=True)
 class ShuffledQuestion:
-    """A question as shown: options in shuffled order. `order[i]` is the authored index of the
-    option shown at position i, so grading follows the shuffle."""
+    """A question as shown, its lists shuffled. `order[i]` is the authored index of what is shown
+    at position i: the option (single, multiple), the item (ordering) or the entry of
+    `question.answers` (matching); `prompt_order[i]` likewise for a matching question's
+    prompts. Grading follows the shuffle.
+
+    A response is a tuple of shown positions (0-based): the chosen options; for ordering the
+    items in the order the learner puts them; for matching, per shown prompt, the shown
+    position of the answer chosen for it."""
 
     question: Question
     order: tuple[int, ...]
+    prompt_order: tuple[int, ...] = ()
 
     @property
     def options(self) -> tuple[Option, ...]:
-        return tuple(self.question.options[i] for i in self.order)
+        return (
+            tuple(self.question.options[i] for i in self.order) if self.question.is_choice else ()
+        )
 
     @property
-    def correct(self) -> frozenset[int]:
-        """The shown positions (0-based) of the correct options."""
-        return frozenset(i for i, option in enumerate(self.options) if option.correct)
+    def shown_items(self) -> tuple[str, ...]:
+        """An ordering question's items in the shuffled order they are shown in."""
+        if self.question.type != ORDERING:
+            return ()
+        return tuple(self.question.items[i] for i in self.order)
+
+    @property
+    def shown_prompts(self) -> tuple[Pair, ...]:
+        """A matching question's pairs in the order their prompts are shown in."""
+        return tuple(self.question.pairs[i] for i in self.prompt_order)
+
+    @property
+    def shown_answers(self) -> tuple[str, ...]:
+        """A matching question's answers (and distractors) in the order they are shown in."""
+        if self.question.type != MATCHING:
+            return ()
+        return tuple(self.question.answers[i] for i in self.order)
+
+    @property
+    def size(self) -> int:
+        """How many things are shown to pick from or to put in order."""
+        return len(self.order)
+
+    @property
+    def correct(self):
+        """The right response. For single and multiple: the frozenset of the correct options'
+        shown positions. For ordering and matching: `correct_response`."""
+        if self.question.is_choice:
+            return frozenset(i for i, option in enumerate(self.options) if option.correct)
+        return self.correct_response
+
+    @property
+    def correct_response(self) -> tuple[int, ...]:
+        """The right response as a tuple: sorted positions, the items in the right order, or
+        per shown prompt the shown position of its answer."""
+        if self.question.is_choice:
+            return tuple(sorted(self.correct))
+        if self.question.type == ORDERING:
+            return tuple(self.order.index(authored) for authored in range(len(self.order)))
+        answers = self.question.answers
+        return tuple(self.order.index(answers.index(pair.answer)) for pair in self.shown_prompts)
 
     def grade(self, chosen: Iterable[int]) -> bool:
         """All or nothing, as on the exam: a multiple-response answer scores only when exactly
-        the correct options are chosen."""
-        return frozenset(chosen) == self.correct
+        the correct options are chosen; an order only when every item is in its place; a
+        matching only when every prompt has its answer."""
+        if self.question.is_choice:
+            return frozenset(chosen) == self.correct
+        return tuple(chosen) == self.correct_response
 
-    def selection_problem(self, chosen: Iterable[int]) -> str | None:
+    def selection_problem(self, chosen: Iterable[int | None]) -> str | None:
         """Why `chosen` (0-based positions) is not a complete answer yet, or None. Both front
         ends ask this before submitting, so learners get the same message everywhere."""
         chosen = list(chosen)
+        if self.question.type == ORDERING:
+            return self._ordering_problem(chosen)
+        if self.question.type == MATCHING:
+            return self._matching_problem(chosen)
         count = len(self.options)
-        outside = [i for i in chosen if not 0 <= i < count]
+        outside = [i for i in chosen if i is None or not 0 <= i < count]
         if outside:
-            return f"There is no option {outside[0] + 1}: the options are numbered 1 to {count}."
+            shown = "none" if outside[0] is None else outside[0] + 1
+            return f"There is no option {shown}: the options are numbered 1 to {count}."
         if len(set(chosen)) != len(chosen):
             return "Each option can be chosen only once."
         wanted = self.question.choose
@@ -344,8 +488,63 @@ class ShuffledQuestion:
             return "Choose one option." if not chosen else "Choose exactly one option."
         return f"Choose exactly {schema.choose_phrase(wanted)} options (you chose {len(chosen)})."
 
+    def _ordering_problem(self, chosen: list) -> str | None:
+        count = self.size
+        placed = [i for i in chosen if i is not None]  # None: a place left empty
+        outside = [i for i in placed if not 0 <= i < count]
+        if outside:
+            return f"There is no item {outside[0] + 1}: the items are numbered 1 to {count}."
+        if len(set(placed)) != len(placed):
+            return "Each item can be placed only once."
+        if len(placed) != count or len(chosen) != count:
+            return f"Put all {count} items in order (you placed {len(placed)})."
+        return None
+
+    def _matching_problem(self, chosen: list) -> str | None:
+        count, prompts = self.size, len(self.prompt_order)
+        outside = [i for i in chosen if i is not None and not 0 <= i < count]
+        if outside:
+            return (
+                f"There is no answer {answer_letter(outside[0])}: the answers are "
+                f"{answer_letter(0)} to {answer_letter(count - 1)}."
+            )
+        if len(chosen) > prompts:
+            return f"There are only {prompts} prompts to match."
+        missing = prompts - sum(1 for i in chosen if i is not None)
+        if missing:
+            return f"Choose an answer for every prompt ({missing} of {prompts} still open)."
+        return None
+
+
+def answer_letter(position: int) -> str:
+    """Matching answers are lettered a, b, c... so they cannot be mixed up with the prompts'
+    numbers."""
+    return chr(ord("a") + position) if 0 <= position < 26 else str(position + 1)
+
+
+def typed_response(item: ShuffledQuestion, response: Sequence[int]) -> str:
+    """A response as a learner types it in the terminal: options "1, 3", an order "3 1 2",
+    matches "1b 2a" (prompt number, answer letter)."""
+    if item.question.type == ORDERING:
+        return " ".join(str(i + 1) for i in response)
+    if item.question.type == MATCHING:
+        return " ".join(f"{n}{answer_letter(i)}" for n, i in enumerate(response, start=1))
+    return ", ".join(str(i + 1) for i in sorted(response))
+
 
 def shuffle_options(question: Question, rng: random.Random) -> ShuffledQuestion:
+    """Shuffle what a question shows. An ordering question is never shown already in order."""
+    if question.type == ORDERING:
+        order = list(range(len(question.items)))
+        while order == sorted(order):
+            rng.shuffle(order)
+        return ShuffledQuestion(question=question, order=tuple(order))
+    if question.type == MATCHING:
+        order = list(range(len(question.answers)))
+        prompt_order = list(range(len(question.pairs)))
+        rng.shuffle(order)
+        rng.shuffle(prompt_order)
+        return ShuffledQuestion(question, tuple(order), tuple(prompt_order))
     order = list(range(len(question.options)))
     rng.shuffle(order)
     return ShuffledQuestion(question=question, order=tuple(order))
@@ -361,7 +560,7 @@ class TimeUpError(RuntimeError):
 @dataclass(frozen=True)
 class Answer:
     question_id: str
-    chosen: frozenset[int]  # shown positions, 0-based
+    chosen: tuple[int, ...]  # the response: shown positions, 0-based (see ShuffledQuestion)
     correct: bool
 
 
@@ -419,9 +618,13 @@ class Session:
             raise TimeUpError("Time is up: the answer arrived after the deadline.")
         if self.position in self.answers:
             raise RuntimeError(f"Question {item.question.id} is already answered.")
-        chosen = frozenset(chosen)
-        if any(not 0 <= i < len(item.options) for i in chosen):
-            raise ValueError(item.selection_problem(chosen))
+        chosen = tuple(chosen)
+        if item.question.is_choice:
+            chosen = tuple(sorted(set(chosen)))
+            if any(not 0 <= i < item.size for i in chosen):
+                raise ValueError(item.selection_problem(chosen))
+        elif problem := item.selection_problem(chosen):
+            raise ValueError(problem)  # an order or a matching is graded only when complete
         answer = Answer(question_id=item.question.id, chosen=chosen, correct=item.grade(chosen))
         self.answers[self.position] = answer
         return answer
@@ -451,10 +654,14 @@ def practice_session(
     notebook: str | int | None = None,
     n: int | None = None,
     seed: int | None = None,
+    question_set: str | None = None,
 ) -> Session:
-    """Questions matching the filters, shuffled; feedback after each answer."""
+    """Questions matching the filters (from both sets unless `question_set` says which),
+    shuffled; feedback after each answer."""
     rng = random.Random(seed)
-    questions = bank.select(rule=rule, skill=skill, notebook=notebook, n=n, rng=rng)
+    questions = bank.select(
+        rule=rule, skill=skill, notebook=notebook, n=n, rng=rng, question_set=question_set
+    )
     return Session([shuffle_options(q, rng) for q in questions], mode=PRACTICE)
 
 
@@ -465,20 +672,32 @@ def exam_session(
     seed: int | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Session:
-    """`n` random questions from the whole bank against a deadline; no feedback until the end."""
+    """`n` random questions from the exam set against a deadline; no feedback until the end.
+    The lab-check set asks about this course's gateway, which the real exam never does."""
     rng = random.Random(seed)
-    questions = bank.select(n=n, rng=rng)
+    questions = bank.select(n=n, rng=rng, question_set=EXAM_SET)
     return Session([shuffle_options(q, rng) for q in questions], EXAM, minutes, clock)
 
 
 def review_session(bank: Bank, question_ids: Sequence[str], seed: int | None = None) -> Session:
     """The given questions in the given order (the review queue decides it), options shuffled."""
+    return session_of(bank, question_ids, REVIEW, seed, "Nothing to review: no question is due.")
+
+
+def session_of(
+    bank: Bank,
+    question_ids: Sequence[str],
+    mode: str = PRACTICE,
+    seed: int | None = None,
+    empty_message: str = "No questions to ask.",
+) -> Session:
+    """The given questions in the given order (someone else chose them), options shuffled."""
     rng = random.Random(seed)
     known = set(bank.question_ids)
     questions = [bank.question(qid) for qid in question_ids if qid in known]
     if not questions:
-        raise NoQuestionsError("Nothing to review: no question is due.")
-    return Session([shuffle_options(q, rng) for q in questions], mode=REVIEW)
+        raise NoQuestionsError(empty_message)
+    return Session([shuffle_options(q, rng) for q in questions], mode=mode)
 
 
 # --- Reports ---------------------------------------------------------------------------------
@@ -524,6 +743,7 @@ class Report:
     results: tuple[QuestionResult, ...]
     unanswered: int
     time_up: bool = False
+    by_topic: dict[str, Tally] = field(default_factory=dict)
 
 
 def _weakest_first(tallies: dict[str, Tally]) -> dict[str, Tally]:
@@ -539,13 +759,15 @@ def build_report(session: Session) -> Report:
         if answer is None and session.mode != EXAM:
             continue
         results.append(QuestionResult(item=item, answer=answer))
-    overall, by_rule, by_skill = Tally(), {}, {}
+    overall, by_rule, by_skill, by_topic = Tally(), {}, {}, {}
     for result in results:
         overall.add(result.correct)
         for rule_id in result.item.question.rules:
             by_rule.setdefault(rule_id, Tally()).add(result.correct)
         for skill in result.item.question.skills:
             by_skill.setdefault(skill, Tally()).add(result.correct)
+        for topic in result.item.question.topics:
+            by_topic.setdefault(topic, Tally()).add(result.correct)
     return Report(
         mode=session.mode,
         overall=overall,
@@ -554,4 +776,5 @@ def build_report(session: Session) -> Report:
         results=tuple(results),
         unanswered=sum(1 for result in results if result.answer is None),
         time_up=session.time_up(),
+        by_topic=_weakest_first(by_topic),
     )

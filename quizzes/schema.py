@@ -9,6 +9,7 @@ the question (or rule) id, so the author of a bank can go straight to the bad en
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -102,31 +103,153 @@ OPTION_SCHEMA: dict[str, Any] = {
     "properties": {"text": _TEXT, "correct": {"type": "boolean"}, "feedback": _TEXT},
 }
 
-QUESTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["id", "type", "choose", "stem", "options", "explanation", "rules", "skills"],
-    "properties": {
-        "id": {"type": "string", "pattern": _KEBAB_ID},
-        "type": {"enum": ["single", "multiple"]},
+# The two sets of the bank: `exam` questions feel like the real exam and are the only ones in
+# exam mode; `lab-check` questions ask about this course's gateway (its error codes, its
+# settings names), which the real exam never does.
+EXAM_SET = "exam"
+LAB_CHECK_SET = "lab-check"
+QUESTION_SETS = [EXAM_SET, LAB_CHECK_SET]
+
+CHOICE_TYPES = ["single", "multiple"]
+ORDERING = "ordering"
+MATCHING = "matching"
+QUESTION_TYPES = [*CHOICE_TYPES, ORDERING, MATCHING]
+
+# Fewer than three items to order is a coin toss; a matching question needs two prompts at least.
+ORDERING_MIN_ITEMS = 3
+MATCHING_MIN_PAIRS = 2
+
+# Fields every question type shares.
+_COMMON_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _KEBAB_ID},
+    "stem": _TEXT,
+    "exhibit": _TEXT,
+    "explanation": _TEXT,
+    "rules": {**_ID_LIST, "minItems": 1},
+    "skills": _SKILL_LIST,
+    "sources": _ID_LIST,
+    "notebook": {"enum": list(NOTEBOOKS)},
+    "set": {"enum": QUESTION_SETS},
+    "topics": _ID_LIST,
+}
+_COMMON_REQUIRED = ["id", "type", "stem", "explanation", "rules", "skills"]
+
+
+def _question_schema(types: list[str], required: list[str], properties: dict) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [*_COMMON_REQUIRED, *required],
+        "properties": {**_COMMON_PROPERTIES, "type": {"enum": types}, **properties},
+    }
+
+
+# One schema per question type, so an error says what that type needs (one schema with oneOf
+# would only say "not valid under any of the given schemas").
+_CHOICE_SCHEMA = _question_schema(
+    CHOICE_TYPES,
+    ["choose", "options"],
+    {
         "choose": {"type": "integer", "minimum": 1},
-        "stem": _TEXT,
-        "exhibit": _TEXT,
         "options": {"type": "array", "minItems": 2, "items": OPTION_SCHEMA},
-        "explanation": _TEXT,
-        "rules": {**_ID_LIST, "minItems": 1},
-        "skills": _SKILL_LIST,
-        "sources": _ID_LIST,
-        "notebook": {"enum": list(NOTEBOOKS)},
     },
+)
+QUESTION_SCHEMAS: dict[str, dict[str, Any]] = {
+    "single": _CHOICE_SCHEMA,
+    "multiple": _CHOICE_SCHEMA,
+    ORDERING: _question_schema(
+        [ORDERING],
+        ["items"],
+        {
+            "items": {  # in the correct order; the engine shuffles them for display
+                "type": "array",
+                "minItems": ORDERING_MIN_ITEMS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["text"],
+                    "properties": {"text": _TEXT},
+                },
+            }
+        },
+    ),
+    MATCHING: _question_schema(
+        [MATCHING],
+        ["pairs"],
+        {
+            "pairs": {  # each prompt with its one correct answer
+                "type": "array",
+                "minItems": MATCHING_MIN_PAIRS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["prompt", "answer"],
+                    "properties": {"prompt": _TEXT, "answer": _TEXT},
+                },
+            },
+            "distractors": {"type": "array", "items": _TEXT},  # answers that match no prompt
+        },
+    ),
 }
 
+# The file level checks only what is needed to pick each question's schema.
 BANK_FILE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["questions"],
-    "properties": {"questions": {"type": "array", "minItems": 1, "items": QUESTION_SCHEMA}},
+    "properties": {
+        "questions": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id", "type"],
+                "properties": {"type": {"enum": QUESTION_TYPES}},
+            },
+        }
+    },
 }
+
+# skills.yaml: the exam's skill statements this course covers, each with the topics a question
+# is tagged with. Coverage is counted per topic and per statement.
+SKILLS_FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["skills"],
+    "properties": {
+        "exam": _TEXT,
+        "skills": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "statement", "topics"],
+                "properties": {
+                    "id": {"type": "string", "pattern": _SKILL_ID},
+                    "statement": _TEXT,
+                    "topics": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["id", "title"],
+                            "properties": {
+                                "id": {"type": "string", "pattern": _KEBAB_ID},
+                                "title": _TEXT,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+# Coverage targets of the exam set, checked by `python -m quizzes check`.
+MIN_EXAM_QUESTIONS = 150
+MIN_EXAM_QUESTIONS_PER_TOPIC = 5
 
 
 class BankError(ValueError):
@@ -186,9 +309,47 @@ def check_rules_file(document: Any, path: str) -> None:
         raise BankError(problems)
 
 
+def _repeated(texts: Iterable[str]) -> list[str]:
+    """Texts that appear more than once, compared as stems are (case and spacing ignored)."""
+    seen: set[str] = set()
+    repeated = []
+    for text in texts:
+        key = normalise_stem(text)
+        if key in seen and text not in repeated:
+            repeated.append(text)
+        seen.add(key)
+    return repeated
+
+
+def _ordering_problems(question: Mapping[str, Any], where: str) -> list[str]:
+    repeated = _repeated(item["text"] for item in question["items"])
+    # Two items with the same text could swap places unseen: the key would be ambiguous.
+    return [f"{where}: ordering item {text!r} appears twice" for text in repeated]
+
+
+def _matching_problems(question: Mapping[str, Any], where: str) -> list[str]:
+    problems = [
+        f"{where}: matching prompt {text!r} appears twice"
+        for text in _repeated(pair["prompt"] for pair in question["pairs"])
+    ]
+    distractors = question.get("distractors", [])
+    problems += [f"{where}: distractor {text!r} appears twice" for text in _repeated(distractors)]
+    answers = {normalise_stem(pair["answer"]) for pair in question["pairs"]}
+    problems += [
+        f"{where}: distractor {text!r} is also the answer to a prompt"
+        for text in distractors
+        if normalise_stem(text) in answers
+    ]
+    return problems
+
+
 def question_problems(question: Mapping[str, Any], path: str) -> list[str]:
     """What is wrong with one schema-valid question, judged by the exam's question types."""
     where = _where(path, "question", question["id"])
+    if question["type"] == ORDERING:
+        return _ordering_problems(question, where)
+    if question["type"] == MATCHING:
+        return _matching_problems(question, where)
     options = question["options"]
     correct = sum(1 for option in options if option["correct"])
     problems = []
@@ -227,9 +388,25 @@ def question_problems(question: Mapping[str, Any], path: str) -> list[str]:
     return problems
 
 
+def _question_schema_problems(question: Mapping[str, Any], path: str, number: int) -> list:
+    """JSON Schema errors of one question against the schema of its type."""
+    where = _where(path, "question", question.get("id") or f"#{number}")
+    validator = Draft202012Validator(QUESTION_SCHEMAS[question["type"]])
+    problems = []
+    for error in sorted(validator.iter_errors(question), key=lambda e: list(e.absolute_path)):
+        field = "/".join(str(part) for part in error.absolute_path)
+        suffix = f" (at {field})" if field else ""
+        problems.append(f"{where}: {error.message}{suffix}")
+    return problems
+
+
 def check_bank_file(document: Any, path: str) -> None:
     """Validate one parsed bank/*.yaml on its own; raise BankError naming file and question id."""
     problems = _schema_problems(document, BANK_FILE_SCHEMA, path, "questions", "question")
+    if problems:
+        raise BankError(problems)
+    for number, question in enumerate(document["questions"], start=1):
+        problems.extend(_question_schema_problems(question, path, number))
     if problems:
         raise BankError(problems)
     for question in document["questions"]:
@@ -238,10 +415,32 @@ def check_bank_file(document: Any, path: str) -> None:
         raise BankError(problems)
 
 
-def check_bank(files: Mapping[str, Any], rule_ids: Iterable[str]) -> None:
+def check_skills_file(document: Any, path: str) -> None:
+    """Validate a parsed skills.yaml: schema, and every skill and topic id used once."""
+    problems = _schema_problems(document, SKILLS_FILE_SCHEMA, path, "skills", "skill")
+    if problems:
+        raise BankError(problems)
+    seen_skills: set[str] = set()
+    seen_topics: set[str] = set()
+    for skill in document["skills"]:
+        if skill["id"] in seen_skills:
+            problems.append(f"{path}: skill {skill['id']}: skill id used twice")
+        seen_skills.add(skill["id"])
+        for topic in skill["topics"]:
+            if topic["id"] in seen_topics:
+                problems.append(f"{path}: topic {topic['id']}: topic id used twice")
+            seen_topics.add(topic["id"])
+    if problems:
+        raise BankError(problems)
+
+
+def check_bank(
+    files: Mapping[str, Any], rule_ids: Iterable[str], topic_ids: Iterable[str] = ()
+) -> None:
     """Cross-file checks over schema-valid bank files (path -> parsed document): question ids
-    unique across the bank, every named rule exists, no stem asked twice."""
+    unique across the bank, every named rule and topic exists, no stem asked twice."""
     known_rules = set(rule_ids)
+    known_topics = set(topic_ids)
     first_id: dict[str, str] = {}  # question id -> file it first appeared in
     first_stem: dict[str, str] = {}  # normalised stem -> "file: question id"
     problems = []
@@ -255,6 +454,11 @@ def check_bank(files: Mapping[str, Any], rule_ids: Iterable[str]) -> None:
             for rule_id in question["rules"]:
                 if rule_id not in known_rules:
                     problems.append(f"{where}: names rule {rule_id!r}, not in rules.yaml")
+            for topic_id in question.get("topics", []):
+                if topic_id not in known_topics:
+                    hint = difflib.get_close_matches(topic_id, sorted(known_topics), n=1)
+                    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+                    problems.append(f"{where}: names topic {topic_id!r}, not in skills.yaml{maybe}")
             stem = normalise_stem(question["stem"])
             if stem in first_stem:
                 problems.append(f"{where}: same stem as {first_stem[stem]}")

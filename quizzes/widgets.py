@@ -2,9 +2,10 @@
 flashcards.
 
     from quizzes import quiz, exam, review, flashcards
-    quiz(notebook="03")        # practice: feedback and explanation after each answer
-    exam(n=20, minutes=30)     # exam mode: no feedback until the end, then a summary table
-    review()                   # the questions the Leitner boxes say are due
+    quiz(notebook="03")        # practice: five of the notebook's questions, feedback after each
+    quiz(notebook="03", n=None)  # every question of the notebook
+    exam(n=20, minutes=30)     # exam mode (exam set only): no feedback until the end
+    review()                   # the questions spaced review (FSRS) says are due
     flashcards()               # the rules' memory hooks, one card at a time
 
 All grading is done by `engine.py`; this module only draws it. Each widget exposes its parts
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from . import engine
+from . import arrange_widgets, engine
 from .cheatsheet import cheatsheet_html
 from .engine import Bank, Report, Rule, Session, ShuffledQuestion, TimeUpError
 from .progress import Progress
@@ -90,6 +91,8 @@ class CheckboxGroup(widgets.VBox):
 
 
 def _choices_for(item: ShuffledQuestion) -> widgets.RadioButtons | CheckboxGroup:
+    if (arranged := arrange_widgets.choices_for(item)) is not None:  # ordering, matching
+        return arranged
     labels = [_label(i, option.text) for i, option in enumerate(item.options)]
     if item.question.is_multiple:
         return CheckboxGroup(labels)
@@ -133,6 +136,9 @@ def _rule_line(rule: Rule) -> str:
 def feedback_html(item: ShuffledQuestion, chosen, bank: Bank) -> str:
     """Right or wrong, why each option is right or wrong, and the rule behind the answer."""
     correct = item.grade(chosen)
+    if not item.question.is_choice:  # ordering, matching: the right order or pairs instead
+        rules = "".join(_rule_line(bank.rules[r]) for r in item.question.rules)
+        return arrange_widgets.feedback_html(item, chosen, rules)
     verdict = (
         '<b style="color:#1a7f37">&#10003; Correct.</b>'
         if correct
@@ -187,6 +193,8 @@ def summary_html(report: Report, bank: Bank, note: str = "") -> str:
     parts.append(_tally_table("Rule", report.by_rule, describe_rule))
     parts.append("<br>")
     parts.append(_tally_table("Skill", report.by_skill, html.escape))
+    if report.by_topic:
+        parts += ["<br>", _tally_table("Topic", report.by_topic, html.escape)]
     if report.mode == engine.EXAM:
         # No feedback during the exam; here is all of it.
         review = []
@@ -194,6 +202,9 @@ def summary_html(report: Report, bank: Bank, note: str = "") -> str:
             item = result.item
             mark = "&#10003;" if result.correct else "&#10007;"
             first_line = html.escape(textwrap.shorten(item.question.stem, 120, placeholder=" ..."))
+            if not item.question.is_choice:  # ordering, matching: in words, not letters
+                review.append(arrange_widgets.report_line_html(result, mark, first_line))
+                continue
             yours = _letters(result.answer.chosen) if result.answer else "no answer"
             review.append(
                 f"<li>{mark} {first_line} <br>Your answer: {yours}; correct: "
@@ -394,20 +405,39 @@ class FlashcardWidget(widgets.VBox):
 # --- One-liners ------------------------------------------------------------------------------
 
 
+# A notebook's quiz cell asks this many questions; the full set is in notebook 09's exam and
+# review, or here with n=None.
+QUIZ_SAMPLE = 5
+
+
 def quiz(
     rule: str | None = None,
     notebook: str | int | None = None,
     skill: str | None = None,
-    n: int | None = None,
+    n: int | None = QUIZ_SAMPLE,
     seed: int | None = None,
     *,
+    question_set: str | None = None,
     bank: Bank | str | Path | None = None,
     progress: Progress | str | Path | None = None,
+    now: datetime | None = None,
 ) -> QuizWidget:
-    """Practice: the questions on a rule, a skill or a notebook, with feedback after each."""
+    """Practice: questions on a rule, a skill or a notebook, with feedback after each.
+
+    `n` questions (default five, `n=None` for all), a rotating sample: questions due for review
+    come first, then ones never answered, then the ones due soonest, so each run of the cell
+    moves on through the set. `question_set="lab-check"` asks only the questions on this
+    course's gateway, `"exam"` only exam-style ones (default: both)."""
     bank = _bank(bank)
-    session = engine.practice_session(bank, rule, skill, notebook, n, seed)
-    return QuizWidget(session, bank, _progress(progress))
+    progress = _progress(progress)
+    if n is None:
+        session = engine.practice_session(
+            bank, rule, skill, notebook, None, seed, question_set=question_set
+        )
+        return QuizWidget(session, bank, progress)
+    matching = bank.select(rule, skill, notebook, seed=seed, question_set=question_set)
+    picked = progress.rotation([q.id for q in matching], n, now=now, seed=seed)
+    return QuizWidget(engine.session_of(bank, picked, engine.PRACTICE, seed), bank, progress)
 
 
 def exam(
@@ -433,7 +463,7 @@ def review(
     progress: Progress | str | Path | None = None,
     now: datetime | None = None,
 ) -> QuizWidget:
-    """Review: the questions due in your Leitner boxes (missed ones first), then new ones."""
+    """Review: the questions due for spaced review (missed ones first), then new ones."""
     bank = _bank(bank)
     progress = _progress(progress)
     due = progress.due_questions(now, question_ids=bank.question_ids, n=n, seed=seed)

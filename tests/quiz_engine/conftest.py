@@ -12,6 +12,8 @@ import yaml
 from quizzes import engine
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures"
+# Every question type and both sets; the main fixture bank stays single and multiple only.
+KINDS_ROOT = FIXTURE_ROOT / "kinds"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,11 +36,15 @@ class AnswerKey:
 
     @staticmethod
     def right(item) -> tuple[int, ...]:
-        return tuple(sorted(item.correct))
+        return item.correct_response
 
     @staticmethod
     def wrong(item) -> tuple[int, ...]:
-        """A complete but wrong answer: as many options as asked for, not all correct."""
+        """A complete but wrong answer: as many options as asked for, not all correct; for
+        ordering and matching the right response turned by one place."""
+        if not item.question.is_choice:
+            right = item.correct_response
+            return right[1:] + right[:1]
         wrong = [i for i in range(len(item.options)) if i not in item.correct]
         if item.question.is_multiple:
             return tuple(sorted(item.correct)[1:]) + (wrong[0],)
@@ -48,6 +54,11 @@ class AnswerKey:
     def typed(positions) -> str:
         """Shown positions (0-based) as a learner types them in the terminal: "1,3"."""
         return ",".join(str(i + 1) for i in sorted(positions))
+
+    @staticmethod
+    def typed_right(item) -> str:
+        """The right answer to any question type as typed in the terminal."""
+        return engine.typed_response(item, item.correct_response)
 
 
 @pytest.fixture
@@ -109,4 +120,21 @@ class EditableBank:
 def editable_bank(tmp_path) -> EditableBank:
     root = tmp_path / "quizzes"
     shutil.copytree(FIXTURE_ROOT, root)
+    return EditableBank(root)
+
+
+@pytest.fixture(scope="session")
+def kinds_root() -> Path:
+    return KINDS_ROOT
+
+
+@pytest.fixture
+def kinds_bank() -> engine.Bank:
+    return engine.load_bank(KINDS_ROOT)
+
+
+@pytest.fixture
+def editable_kinds(tmp_path) -> EditableBank:
+    root = tmp_path / "quizzes"
+    shutil.copytree(KINDS_ROOT, root)
     return EditableBank(root)

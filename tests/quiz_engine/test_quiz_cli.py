@@ -52,8 +52,8 @@ def test_practice_through_stdin_grades_the_typed_numbers(
         for number, option in enumerate(item.options, start=1):
             assert f"  {number}. {option.text}" in out
     stored = Progress.load(progress_file)
-    assert stored.box(first.question.id) == 2
-    assert stored.box(second.question.id) == 1
+    assert stored.last_correct(first.question.id) is True
+    assert stored.last_correct(second.question.id) is False
     assert stored.sessions[-1]["correct"] == 2
 
 
@@ -133,7 +133,7 @@ def test_exam_through_stdin_shows_results_only_at_the_end(
     assert "Exam results: 1 of 3 correct (33 %)" in result.stdout
     assert "1 unanswered, counted as wrong." in result.stdout
     assert "Question by question" in result.stdout
-    assert Progress.load(progress_file).box(session.items[2].question.id) == 1
+    assert Progress.load(progress_file).last_correct(session.items[2].question.id) is False
 
 
 class SlowLearner(io.StringIO):
@@ -177,7 +177,7 @@ def test_review_asks_the_missed_question_first(
         progress_file,
         fixture_root,
     )
-    assert Progress.load(progress_file).box(missed.question.id) == 1
+    assert Progress.load(progress_file).last_correct(missed.question.id) is False
     review = engine.review_session(
         fixture_bank,
         Progress.load(progress_file).due_questions(
@@ -197,7 +197,7 @@ def test_review_asks_the_missed_question_first(
     assert "Question 1 of 1 (review)" in result.stdout
     assert missed.question.stem.splitlines()[0] in result.stdout
     assert "Results: 1 of 1 correct (100 %)" in result.stdout
-    assert Progress.load(progress_file).box(missed.question.id) == 2
+    assert Progress.load(progress_file).last_correct(missed.question.id) is True
 
 
 def test_a_bad_bank_exits_with_the_file_and_question_id(editable_bank, capsys):
@@ -217,8 +217,8 @@ def test_check_reports_coverage_per_rule(fixture_root):
     out = io.StringIO()
     code = cli.main(["check", "--bank", str(fixture_root)], out=out)
     text = out.getvalue()
-    assert "7 questions, 4 rules: valid." in text
-    assert "stream-first" in text and "<- needs 4" in text
+    assert "7 questions (7 exam set, 0 lab-check), 4 rules: valid." in text
+    assert "rule problem-details (rule): 2 questions, needs at least 4" in text
     assert code == 1, "the fixture bank is below the coverage targets"
 
 

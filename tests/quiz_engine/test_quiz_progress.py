@@ -1,4 +1,5 @@
-"""Progress on disk: Leitner boxes, atomic writes, restarts, and corrupt files kept aside."""
+"""Progress on disk: spaced review on FSRS, atomic writes, restarts, corrupt files kept aside, and
+a file of the first format (Leitner boxes) converted with its history and a backup kept."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fsrs import State
 
 from quizzes import engine, progress
 from quizzes.progress import Progress, ProgressFileWarning
@@ -37,43 +39,70 @@ def test_missing_file_starts_empty_without_writing(progress_file):
     assert not progress_file.exists()
 
 
-def test_a_hit_moves_a_question_up_one_box_and_a_miss_back_to_box_one():
+def test_a_right_answer_puts_a_question_off_for_days_and_a_miss_makes_it_due_at_once():
     record = Progress.load()
-    assert record.record_answer("q-1", True, NOW) == 2
-    assert record.record_answer("q-1", True, NOW) == 3
-    assert record.record_answer("q-1", False, NOW) == 1
-    for _ in range(10):
-        box = record.record_answer("q-1", True, NOW)
-    assert box == 5, "box 5 is the top"
+    assert record.record_answer("q-1", True, NOW) > NOW + timedelta(days=1)
+    assert record.record_answer("q-2", False, NOW) == NOW
+    assert record.due_questions(NOW) == ["q-2"]
     entry = record.entry("q-1")
-    assert (entry["seen"], entry["correct"], entry["last_correct"]) == (13, 12, True)
+    assert (entry["seen"], entry["correct"], entry["last_correct"]) == (1, 1, True)
+    assert record.card("q-1").state == State.Review
 
 
-@pytest.mark.parametrize(("hits", "days"), [(0, 0), (1, 1), (2, 3), (3, 7), (4, 14), (9, 14)])
-def test_box_n_is_due_after_its_interval(hits, days):
+def test_each_right_answer_at_its_due_time_waits_longer_than_the_last():
     record = Progress.load()
-    record.record_answer("q-1", False, NOW)  # start in box 1
-    for _ in range(hits):
-        record.record_answer("q-1", True, NOW)
-    due_at = NOW + timedelta(days=days)
-    assert record.due_questions(due_at) == ["q-1"]
-    if days:
-        assert record.due_questions(due_at - timedelta(seconds=1)) == []
+    now, gaps = NOW, []
+    for _ in range(5):
+        due = record.record_answer("q-1", True, now)
+        gaps.append(due - now)
+        assert record.due_questions(due - timedelta(seconds=1)) == []
+        assert record.due_questions(due) == ["q-1"]
+        now = due
+    assert gaps == sorted(gaps) and len(set(gaps)) == len(gaps), gaps
+
+
+def test_a_miss_after_a_streak_is_due_at_once_and_then_comes_back_sooner():
+    record = Progress.load()
+    now = NOW
+    for _ in range(4):
+        now = record.record_answer("q-1", True, now)
+    before_the_miss = record.record_answer("q-1", True, now) - now
+    assert record.record_answer("q-1", False, now + before_the_miss) == now + before_the_miss
+    now += before_the_miss
+    after_the_miss = record.record_answer("q-1", True, now) - now
+    assert after_the_miss < before_the_miss
+    assert record.entry("q-1")["seen"] == 7
 
 
 def test_missed_questions_come_before_other_due_ones():
     record = Progress.load()
     record.record_answer("right-long-ago", True, NOW - timedelta(days=30))
     record.record_answer("missed", False, NOW)
-    record.record_answer("right-yesterday", True, NOW - timedelta(days=1))
+    record.record_answer("right-ten-days-ago", True, NOW - timedelta(days=10))
     record.record_answer("not-due", True, NOW)
-    assert record.due_questions(NOW) == ["missed", "right-long-ago", "right-yesterday"]
+    assert record.due_questions(NOW) == ["missed", "right-long-ago", "right-ten-days-ago"]
+
+
+def test_a_short_quiz_rotates_through_the_questions():
+    record = Progress.load()
+    ids = [f"q-{n}" for n in range(12)]
+    first = record.rotation(ids, 5, NOW, seed=1)
+    for qid in first:
+        record.record_answer(qid, True, NOW)
+    second = record.rotation(ids, 5, NOW, seed=1)
+    assert not set(first) & set(second), "answered questions wait; unseen ones come next"
+    for qid in second:
+        record.record_answer(qid, qid != second[0], NOW)
+    third = record.rotation(ids, 5, NOW, seed=1)
+    assert third[0] == second[0], "the one just missed comes first"
+    assert set(third[1:3]) == set(ids) - set(first) - set(second), "then the two never asked"
+    assert len(third) == 5, "then the ones due soonest fill the quiz"
 
 
 def test_due_questions_adds_unseen_bank_questions_after_due_ones_and_caps_at_n():
     record = Progress.load()
     record.record_answer("b", False, NOW)
-    record.record_answer("c", True, NOW)  # box 2: not due today
+    record.record_answer("c", True, NOW)  # right: not due today
     queue = record.due_questions(NOW, question_ids=["a", "b", "c", "d", "gone"], seed=1)
     assert queue[0] == "b"
     assert sorted(queue[1:]) == ["a", "d", "gone"]
@@ -86,12 +115,13 @@ def test_progress_survives_a_restart_in_new_objects(progress_file):
     Progress.load().record_answer("q-1", True, NOW)
     Progress.load().record_answer("q-2", False, NOW)
     again = Progress.load()
-    assert (again.box("q-1"), again.box("q-2"), again.box("q-3")) == (2, 1, None)
+    assert (again.last_correct("q-1"), again.last_correct("q-2")) == (True, False)
+    assert again.due("q-1") > NOW and again.due("q-2") == NOW and again.due("q-3") is None
 
 
 def test_progress_survives_a_restart_in_a_new_process(progress_file, repo_root):
     Progress.load().record_answer("q-1", True, NOW)
-    code = "from quizzes.progress import Progress; print(Progress.load().box('q-1'))"
+    code = "from quizzes.progress import Progress; print(Progress.load().entry('q-1')['correct'])"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -101,7 +131,7 @@ def test_progress_survives_a_restart_in_a_new_process(progress_file, repo_root):
         timeout=30,
         check=True,
     )
-    assert result.stdout.strip() == "2"
+    assert result.stdout.strip() == "1"
 
 
 def test_two_writers_do_not_overwrite_each_other(progress_file):
@@ -126,7 +156,7 @@ def test_session_summaries_are_kept(fixture_bank):
 def test_writes_leave_no_temporary_files(progress_file):
     Progress.load().record_answer("q-1", True, NOW)
     assert [p.name for p in progress_file.parent.iterdir()] == [progress_file.name]
-    assert json.loads(progress_file.read_text())["questions"]["q-1"]["box"] == 2
+    assert json.loads(progress_file.read_text())["questions"]["q-1"]["card"]["state"] == 2
 
 
 def test_a_failed_write_keeps_the_previous_file_whole(progress_file, monkeypatch):
@@ -170,7 +200,7 @@ def test_a_corrupt_file_is_kept_aside_with_a_warning_and_a_fresh_one_started(
     assert not progress_file.exists()
 
     record.record_answer("q-1", True, NOW)
-    assert Progress.load().box("q-1") == 2
+    assert Progress.load().last_correct("q-1") is True
     assert aside.read_bytes() == original
 
 
@@ -181,3 +211,93 @@ def test_a_second_corrupt_file_in_the_same_process_still_warns(progress_file):
         with pytest.warns(ProgressFileWarning):
             Progress.load()
     assert len(list(Path(progress_file.parent).glob("*.corrupt-*"))) == 2
+
+
+# A learner's file as the first version of the course wrote it: Leitner boxes 1 to 5.
+LEITNER_FILE = {
+    "version": 1,
+    "questions": {
+        "missed": {
+            "box": 1,
+            "seen": 3,
+            "correct": 1,
+            "last_correct": False,
+            "last_seen": "2026-11-20T10:00:00+00:00",
+            "due": "2026-11-20T10:00:00+00:00",
+        },
+        "known": {
+            "box": 4,
+            "seen": 4,
+            "correct": 4,
+            "last_correct": True,
+            "last_seen": "2026-11-20T10:00:00+00:00",
+            "due": "2026-11-27T10:00:00+00:00",
+        },
+        "due-now": {
+            "box": 2,
+            "seen": 2,
+            "correct": 1,
+            "last_correct": True,
+            "last_seen": "2026-11-22T09:00:00+00:00",
+            "due": "2026-11-23T09:00:00+00:00",
+        },
+    },
+    "sessions": [
+        {
+            "mode": "exam",
+            "finished_at": "2026-11-20T10:05:00+00:00",
+            "correct": 14,
+            "total": 20,
+            "percent": 70,
+            "by_rule": {},
+            "by_skill": {},
+        }
+    ],
+}
+
+
+@pytest.fixture
+def leitner_file(progress_file) -> bytes:
+    progress_file.parent.mkdir(parents=True)
+    progress_file.write_text(json.dumps(LEITNER_FILE))
+    return progress_file.read_bytes()
+
+
+def test_a_leitner_file_is_converted_with_its_history_kept(progress_file, leitner_file):
+    record = Progress.load()
+    for question_id, old in LEITNER_FILE["questions"].items():
+        entry = record.entry(question_id)
+        assert (entry["seen"], entry["correct"], entry["last_correct"], entry["last_seen"]) == (
+            old["seen"],
+            old["correct"],
+            old["last_correct"],
+            old["last_seen"],
+        )
+        assert record.due(question_id) == datetime.fromisoformat(old["due"]), "due as before"
+    assert record.sessions == LEITNER_FILE["sessions"]
+    assert record.card("known").state == State.Review and record.card("known").stability == 7.0
+    assert record.card("missed").state == State.Learning
+    on_disk = json.loads(progress_file.read_text())
+    assert on_disk["version"] == 2 and on_disk == Progress.load().data
+
+
+def test_the_old_file_is_backed_up_byte_for_byte_once(progress_file, leitner_file):
+    Progress.load()
+    (backup,) = progress_file.parent.glob("quiz-progress.json.v1-backup-*")
+    assert backup.read_bytes() == leitner_file
+    assert json.loads(progress_file.read_text())["converted_from"] == {
+        "version": 1,
+        "backup": backup.name,
+    }
+    Progress.load().record_answer("known", True, NOW)
+    assert len(list(progress_file.parent.glob("*.v1-backup-*"))) == 1, "converted only once"
+
+
+def test_converted_questions_are_reviewed_in_the_old_order_and_carry_on(leitner_file):
+    record = Progress.load()
+    assert record.due_questions(NOW) == ["missed", "due-now"]
+    # "known" sat in box 4 (7 days): a right answer now puts it off for longer than that
+    due = record.record_answer("known", True, datetime(2026, 11, 27, 10, tzinfo=UTC))
+    assert due - datetime(2026, 11, 27, 10, tzinfo=UTC) > timedelta(days=7)
+    assert record.entry("known")["seen"] == 5
+    assert record.record_answer("missed", True, NOW) > NOW + timedelta(days=1)

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from quizzes import engine, widgets
+from quizzes import coverage, engine, widgets
 from quizzes.cheatsheet import render_markdown
 from quizzes.progress import Progress
 from quizzes.schema import MIN_QUESTIONS_PER_KIND, normalise_stem
@@ -57,11 +57,31 @@ def test_every_rule_fact_and_trap_has_enough_questions(real_bank):
     assert not short, f"rules below their coverage target: {short}"
 
 
+def test_the_real_bank_meets_the_exam_coverage_targets(real_bank, repo_root):
+    # At least 150 exam-set questions, every topic of skills.yaml at least 5, every exam-set
+    # question tagged with a topic: what `python -m quizzes check` fails on, run as make test runs.
+    measured = coverage.measure(real_bank)
+    assert measured.meets_targets, "short of the targets:\n" + "\n".join(measured.shortfalls)
+    result = subprocess.run(
+        [sys.executable, "-m", "quizzes", "check"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=50,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_lab_check_set_stays_out_of_exam_mode(real_bank):
+    session = engine.exam_session(real_bank, n=len(real_bank.questions), seed=1)
+    assert {item.question.set for item in session.items} == {"exam"}
+
+
 def test_single_answer_questions_have_one_correct_option_of_four(real_bank):
     bad = [
         q.id
         for q in real_bank.questions
-        if not q.is_multiple and (len(q.options) != 4 or sum(o.correct for o in q.options) != 1)
+        if q.type == "single" and (len(q.options) != 4 or sum(o.correct for o in q.options) != 1)
     ]
     assert not bad
 
@@ -78,7 +98,7 @@ def test_multiple_response_questions_have_at_least_two_correct_of_five(real_bank
 def test_the_longest_option_does_not_give_the_answer_away(real_bank):
     # By chance the correct option of four is the longest about a quarter of the time. If it
     # nearly always is, "pick the longest" passes our quizzes and fails the exam.
-    singles = [q for q in real_bank.questions if not q.is_multiple]
+    singles = [q for q in real_bank.questions if q.type == "single"]
     giveaways = [
         f"{q.file}: question {q.id}"
         for q in singles
@@ -142,7 +162,7 @@ def test_the_real_cheat_sheet_lists_every_rule(real_bank):
 
 def test_terminal_practice_on_the_real_bank_through_stdin(real_bank, repo_root, progress_file, key):
     session = engine.practice_session(real_bank, n=2, seed=1)
-    answers = "".join(key.typed(item.correct) + "\n" for item in session.items)
+    answers = "".join(key.typed_right(item) + "\n" for item in session.items)
     result = subprocess.run(
         [sys.executable, "-m", "quizzes", "practice", "--n", "2", "--seed", "1"],
         input=answers,
@@ -155,4 +175,4 @@ def test_terminal_practice_on_the_real_bank_through_stdin(real_bank, repo_root, 
     assert result.returncode == 0, result.stderr
     assert "Results: 2 of 2 correct (100 %)" in result.stdout
     stored = Progress.load(progress_file)
-    assert [stored.box(it.question.id) for it in session.items] == [2, 2]
+    assert [stored.last_correct(it.question.id) for it in session.items] == [True, True]

@@ -82,7 +82,8 @@ def test_multiple_response_stem_says_how_many_to_choose(editable_bank):
     ("change", "fragment"),
     [
         (lambda q: q.update(colour="blue"), "'colour' was unexpected"),
-        (lambda q: q.update(type="ordering"), "'ordering' is not one of"),
+        (lambda q: q.update(type="ranking"), "'ranking' is not one of"),
+        (lambda q: q.update(type="ordering"), "'items' is a required property"),
         (lambda q: q.pop("explanation"), "'explanation' is a required property"),
         (lambda q: q.update(rules=[]), "(at rules)"),
         (lambda q: q["options"][0].pop("feedback"), "(at options/0)"),

@@ -61,7 +61,7 @@ def test_practice_gives_feedback_after_each_answer_and_a_summary_at_the_end(
 
     stored = Progress.load(progress_file)
     for question_id, correct in answered:
-        assert stored.box(question_id) == (2 if correct else 1)
+        assert stored.last_correct(question_id) is correct
     assert stored.sessions[-1]["percent"] == 67
 
 
@@ -123,7 +123,7 @@ def test_exam_gives_no_feedback_until_the_end(fixture_bank, progress_file, clock
     assert "scaled" not in exam.summary.value.lower()
     stored = Progress.load(progress_file)
     for question_id, right in results:
-        assert stored.box(question_id) == (2 if right else 1)
+        assert stored.last_correct(question_id) is right
     assert stored.sessions[-1]["mode"] == "exam"
 
 
@@ -160,7 +160,7 @@ def test_review_starts_with_the_question_missed_last_time(fixture_bank, progress
     assert len(review.session.items) == 3
     _answer(review, key.right(review.session.current))
     assert "Correct." in review.feedback.value
-    assert Progress.load(progress_file).box(missed.question.id) == 2
+    assert Progress.load(progress_file).last_correct(missed.question.id) is True
 
 
 def test_flashcards_flip_between_hook_and_rule(fixture_bank):
