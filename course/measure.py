@@ -103,13 +103,16 @@ class Timing:
     total_s: float  # the answer was complete
     tokens: int  # output tokens received
     status: int = 200
+    # When each token reached the client, in seconds from sending the request: spread out
+    # when streamed, all equal to total_s when the answer came in one body.
+    token_times_s: tuple[float, ...] = ()
 
 
 def time_to_first_token(
     base_url: str, key: str, body: dict[str, Any], path: str = "/v1/ask/stream"
 ) -> Timing:
     """Stream one answer and time it as a user sees it: the first `delta` is the first token."""
-    first_token, tokens = None, 0
+    first_token, arrivals = None, []
     with httpx.Client(timeout=60, headers=_headers(key)) as client:
         started = time.perf_counter()
         with httpx_sse.connect_sse(client, "POST", f"{base_url}{path}", json=body) as source:
@@ -118,15 +121,15 @@ def time_to_first_token(
             if status == 200:
                 for event in source.iter_sse():
                     if event.event == "delta":
-                        tokens += 1
+                        arrivals.append(time.perf_counter() - started)
                         if first_token is None:
-                            first_token = time.perf_counter() - started
+                            first_token = arrivals[0]
                     elif event.event in TERMINAL:
                         break
             else:
                 source.response.read()
         total = time.perf_counter() - started
-    return Timing(first_byte, first_token, total, tokens, status)
+    return Timing(first_byte, first_token, total, len(arrivals), status, tuple(arrivals))
 
 
 def time_full_response(
@@ -142,7 +145,7 @@ def time_full_response(
     if response.status_code != 200:
         return Timing(first_byte, None, total, 0, response.status_code)
     tokens = response.json()["usage"]["output_tokens"]
-    return Timing(first_byte, total, total, tokens, response.status_code)
+    return Timing(first_byte, total, total, tokens, response.status_code, (total,) * tokens)
 
 
 def in_parallel(count: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list:
@@ -455,4 +458,79 @@ def retry_storm(
         successes=successes,
         gave_up=clients - successes,
         seconds=time.monotonic() - started,
+    )
+
+
+# --- an impatient client: a timeout, then the same request again --------------------------------
+
+
+MODEL_CALLS = "gateway_model_requests_total"  # requests that reached the model
+
+
+@dataclass(frozen=True)
+class ImpatientClient:
+    """One user wanting one buffered answer, behind a client timeout that retries."""
+
+    client_timeout_s: float
+    attempts: int  # requests sent
+    timed_out: int  # attempts the client gave up on
+    answered: bool  # did any attempt bring the answer back in time?
+    seconds: float  # from the first request until the client stopped
+    model_calls: int  # requests that reached the model (the gateway's meter)
+    tokens_generated: int  # output tokens the model produced for them (the cost meter)
+    dollars: float  # the same at the gateway's prices, input tokens included
+
+
+def impatient_client(
+    base_url: str,
+    key: str,
+    body: dict[str, Any],
+    *,
+    client_timeout_s: float,
+    max_attempts: int = 3,
+    path: str = "/v1/ask",
+    model: str = MODEL,
+) -> ImpatientClient:
+    """Ask for a whole answer with a read timeout; on a timeout, ask again, up to `max_attempts`.
+
+    This is the chain behind "users who wait in silence click again": a timeout shorter than
+    the answer takes turns one question into several model calls, and the gateway, which cannot
+    tell that the client left, generates each answer to the end. The meters are read once
+    every attempt the gateway admitted has been settled.
+    """
+    if urlsplit(base_url).hostname not in LOOPBACK:
+        raise ValueError("impatient_client sends repeated requests: use a gateway on loopback")
+    calls, generated = (
+        metric(base_url, MODEL_CALLS, model=model),
+        metric(base_url, GENERATED, model=model),
+    )
+    dollars, ended = metric(base_url, COST), metric(base_url, STREAMS_ENDED)
+    attempts = timed_out = 0
+    answered = False
+    started = time.perf_counter()
+    timeout = httpx.Timeout(60, read=client_timeout_s)
+    with httpx.Client(timeout=timeout, headers=_headers(key)) as client:
+        while attempts < max_attempts and not answered:
+            attempts += 1
+            try:
+                response = client.post(f"{base_url}{path}", json=body)
+            except httpx.ReadTimeout:
+                timed_out += 1
+                continue
+            answered = response.status_code == 200
+            if not answered:
+                break  # a refusal is not a reason to ask again at once (see retry_storm)
+    seconds = time.perf_counter() - started
+    admitted = int(metric(base_url, MODEL_CALLS, model=model) - calls)
+    if admitted:
+        _wait_until_settled(base_url, ended, admitted)
+    return ImpatientClient(
+        client_timeout_s=client_timeout_s,
+        attempts=attempts,
+        timed_out=timed_out,
+        answered=answered,
+        seconds=seconds,
+        model_calls=admitted,
+        tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
+        dollars=metric(base_url, COST) - dollars,
     )
