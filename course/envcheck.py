@@ -1,6 +1,6 @@
 """Check that this Python environment can run the course; every failure says how to fix it.
 
-Run it first, from notebooks/00_setup.ipynb or a terminal:
+Run it first, from notebooks/00_start_here.ipynb or a terminal:
 
     .venv/bin/python -m course.envcheck
 """

@@ -7,19 +7,20 @@ an opaque card reads the same in JupyterLab's light and dark themes, where a tra
 would put dark text on a dark page.
 
 Figures are made with `matplotlib.figure.Figure`, not `pyplot`, so nothing piles up in pyplot's
-global state when a cell is run again. Importing pyplot here is only for its side effect in a
-notebook: it loads the inline backend, which teaches Jupyter to show a Figure as a PNG.
+global state when a cell is run again and a figure is shown once, as the cell's value. Jupyter
+learns to show such a Figure as a PNG from `show_figures_in_notebooks` (run on import): without
+it, a Figure that pyplot does not track shows as `<Figure size ...>`.
 """
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot  # noqa: F401  (see the module docstring)
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -62,6 +63,29 @@ STYLE = {
 }
 
 
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, as a notebook shows it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, facecolor=CARD)
+    return buffer.getvalue()
+
+
+def show_figures_in_notebooks() -> bool:
+    """Tell the running IPython kernel (if any) to show a Figure value as a PNG."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with JupyterLab
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+    return True
+
+
+show_figures_in_notebooks()
+
+
 def _figure(width: float, height: float) -> Figure:
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(width, height), layout="constrained")
@@ -86,12 +110,14 @@ def token_arrivals(
     streamed_s: Sequence[float],
     buffered_s: Sequence[float],
     *,
+    client_timeout_s: float | None = None,
     title: str = "Streamed vs buffered: when the words reach the user",
 ) -> Figure:
     """Tokens on the user's screen against seconds since the request: one curve per answer.
 
     `streamed_s`: when each token of the streamed answer arrived; `buffered_s`: the same for
-    the answer sent as one body (every token at the moment the body arrived).
+    the answer sent as one body (every token at the moment the body arrived). A client's read
+    timeout, if given, is marked: a buffered answer later than it is never seen.
     """
     figure = _figure(8, 4)
     ax = _axes(figure)
@@ -106,13 +132,23 @@ def token_arrivals(
             ax.annotate(
                 f"first words: {times[0]:.2f} s",
                 (times[0], 1),
-                xytext=(8, 10),
+                xytext=(6, 14),
                 textcoords="offset points",
                 color=colour,
                 fontweight="bold",
             )
     if buffered_s:
         ax.axvspan(0, buffered_s[0], color=VERMILION, alpha=0.07, label="buffered: silence")
+    if client_timeout_s is not None:
+        ax.axvline(
+            client_timeout_s,
+            color=PURPLE,
+            linestyle=":",
+            linewidth=2,
+            label=f"client timeout: {client_timeout_s:g} s",
+        )
+    ends = [*streamed_s[-1:], *buffered_s[-1:], client_timeout_s or 0]
+    ax.set_xlim(0, max(ends) * 1.2 or 1)
     ax.set_title(title)
     ax.set_xlabel("seconds since the request was sent")
     ax.set_ylabel("tokens on the user's screen")

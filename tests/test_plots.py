@@ -47,7 +47,7 @@ BUFFERED = [0.35] * 5
 
 
 def test_token_arrivals_draws_one_step_curve_per_answer_from_the_arrival_times():
-    figure = plots.token_arrivals(STREAMED, BUFFERED)
+    figure = plots.token_arrivals(STREAMED, BUFFERED, client_timeout_s=0.3)
     save(figure, "token_arrivals")
     (ax,) = figure.axes
     streamed = line(ax, "streamed (SSE): tokens arrive one by one")
@@ -58,6 +58,7 @@ def test_token_arrivals_draws_one_step_curve_per_answer_from_the_arrival_times()
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     assert "first words: 0.21 s" in plots.text_in(figure)
     assert "first words: 0.35 s" in plots.text_in(figure)
+    assert line(ax, "client timeout: 0.3 s").get_xdata()[0] == 0.3
     assert_readable_in_both_themes(figure)
 
 
