@@ -377,6 +377,10 @@ class RetryStorm:
     successes: int  # clients that got their answer
     gave_up: int  # clients that stopped without one (deadline, attempt cap, not retryable)
     seconds: float  # until the last client finished
+    sent_s: tuple[float, ...] = ()  # when each request was sent, seconds from the start
+    # A well-behaved client with its own key, asking now and then during the storm:
+    # (seconds from the start when it asked, seconds it waited for the answer).
+    bystander: tuple[tuple[float, float], ...] = ()
 
     @property
     def load_factor(self) -> float:
@@ -397,6 +401,8 @@ def retry_storm(
     base_delay: float = 0.25,
     max_delay: float = 2.0,
     seed: int | None = None,
+    bystander_key: str | None = None,
+    bystander_every: float = 0.1,
 ) -> RetryStorm:
     """`clients` clients start together, each wanting one 200 from `path` (GET, or POST `body`).
 
@@ -406,28 +412,55 @@ def retry_storm(
       else wait Retry-After plus capped exponential backoff with full jitter, at most
       `max_attempts` tries, and give up rather than wait past the deadline.
 
+    With `bystander_key`, one more client, under that key (so its own rate limit), sends the
+    same request every `bystander_every` seconds while the storm lasts and records how long each
+    answer took: the load a storm takes from everyone else, measured.
+
     Bounded: at most 200 clients, 60 seconds, and loopback addresses only.
     """
     if urlsplit(base_url).hostname not in LOOPBACK:
         raise ValueError("retry_storm generates load: point it at a gateway on loopback only")
     if not 1 <= clients <= 200 or not 0 < seconds <= 60:
         raise ValueError("keep the storm small: 1-200 clients for at most 60 seconds")
-    started = time.monotonic()
-    deadline = started + seconds
-    go = threading.Barrier(clients)
+    # The storm's clock starts when every client is ready, not when the threads were asked to
+    # start: on a busy machine starting them can take longer than a short storm lasts.
+    clock: dict[str, float] = {}
+    storm_started, storm_over = threading.Event(), threading.Event()
+
+    def press_together() -> None:
+        clock["started"] = time.monotonic()
+        clock["deadline"] = clock["started"] + seconds
+        storm_started.set()
+
+    go = threading.Barrier(clients, action=press_together)
+    sent: list[float] = []  # list.append is atomic: the clients' threads share it
+    bystander: list[tuple[float, float]] = []
+
+    def send(http: httpx.Client, target: str) -> httpx.Response:
+        if body is None:
+            return http.get(target)
+        return http.post(target, json=body)
+
+    def watch() -> None:
+        with httpx.Client(base_url=base_url, headers=_headers(bystander_key), timeout=10) as http:
+            storm_started.wait(30)
+            while not storm_over.is_set():
+                asked = time.monotonic()
+                send(http, path)
+                bystander.append((asked - clock["started"], time.monotonic() - asked))
+                storm_over.wait(bystander_every)
 
     def one_client(number: int) -> tuple[int, int, bool]:
         rng = random.Random(None if seed is None else seed + number)
         attempts = refused = 0
         with httpx.Client(base_url=base_url, headers=_headers(key), timeout=10) as http:
             go.wait()  # everyone presses the button at the same moment
+            started, deadline = clock["started"], clock["deadline"]
             while time.monotonic() < deadline:
                 if honour_retry_after and attempts >= max_attempts:
                     break
-                if body is None:
-                    response = http.get(path)
-                else:
-                    response = http.post(path, json=body)
+                sent.append(time.monotonic() - started)
+                response = send(http, path)
                 attempts += 1
                 if response.status_code == 200:
                     return attempts, refused, True
@@ -447,8 +480,16 @@ def retry_storm(
                 time.sleep(wait)
         return attempts, refused, False
 
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        outcomes = list(pool.map(one_client, range(clients)))
+    watcher = threading.Thread(target=watch, daemon=True) if bystander_key else None
+    if watcher:
+        watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            outcomes = list(pool.map(one_client, range(clients)))
+    finally:
+        storm_over.set()
+        if watcher:
+            watcher.join(timeout=15)
     successes = sum(ok for _, _, ok in outcomes)
     return RetryStorm(
         clients=clients,
@@ -457,7 +498,9 @@ def retry_storm(
         refused=sum(refused for _, refused, _ in outcomes),
         successes=successes,
         gave_up=clients - successes,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - clock["started"],
+        sent_s=tuple(sorted(sent)),
+        bystander=tuple(bystander),
     )
 
 

@@ -259,3 +259,23 @@ def test_a_client_timeout_shorter_than_the_answer_pays_one_full_answer_per_attem
     assert (patient.attempts, patient.answered, patient.model_calls) == (1, True, 1)
     assert patient.tokens_generated == 30
     assert impatient.dollars == pytest.approx(3 * patient.dollars)
+
+
+def test_a_storm_records_every_send_time_and_a_bystanders_latency_throughout(start_gateway):
+    gateway = start_gateway(rate_limit_rps=2, rate_limit_burst=2)
+    storm = measure.retry_storm(
+        gateway.url,
+        API_KEY,
+        clients=4,
+        seconds=1.0,
+        honour_retry_after=False,
+        bystander_key="other-key",
+        bystander_every=0.1,
+    )
+    assert len(storm.sent_s) == storm.attempts
+    assert list(storm.sent_s) == sorted(storm.sent_s)
+    assert 0 <= storm.sent_s[0] and storm.sent_s[-1] <= storm.seconds
+    # The bystander kept asking for the whole storm, and it is not counted in the storm.
+    asked = [at for at, _ in storm.bystander]
+    assert len(asked) >= 3 and asked[-1] >= 0.5
+    assert all(latency > 0 for _, latency in storm.bystander)
