@@ -38,6 +38,7 @@ PACKAGES = [
     ("boto3", "boto3", None),
     ("moto", "moto", 5),
     ("PyYAML", "yaml", None),
+    ("matplotlib", "matplotlib", None),  # the figures (course/plots.py)
 ]
 
 SETUP_FIX = "From the repository folder run `make lab` (it creates .venv and installs everything)."
