@@ -149,7 +149,7 @@ def token_arrivals(
         )
     ends = [*streamed_s[-1:], *buffered_s[-1:], client_timeout_s or 0]
     ax.set_xlim(0, max(ends) * 1.2 or 1)
-    ax.set_title(title)
+    ax.set_title(title, fontweight="bold")
     ax.set_xlabel("seconds since the request was sent")
     ax.set_ylabel("tokens on the user's screen")
     ax.set_xlim(left=0)
@@ -431,12 +431,12 @@ def cancel(
         linewidth=2,
         label=f"cancel sent at {cancelled_at_s:.2f} s",
     )
-    ax.set_title(title)
+    ax.set_title(title, fontweight="bold")
     ax.set_xlabel("seconds since the question was asked")
     ax.set_ylabel("tokens")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left")
+    ax.legend(loc="lower right")
     return figure
 
 
@@ -507,7 +507,7 @@ def _canvas(width: float, height: float, title: str):
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
-    ax.set_title(title)
+    ax.set_title(title, fontweight="bold")
     return figure, ax
 
 
