@@ -10,7 +10,7 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 JUPYTER_ARGS ?=
 
 .PHONY: lab test setup lint sync-check suite skeleton-check ladder-check check labs reset-lab \
-        gateway cheatsheet lock bench clean
+        catch-up gateway cheatsheet handout lock bench clean
 
 ## lab: set up .venv if needed, then open JupyterLab on notebooks/
 lab: setup
@@ -69,6 +69,12 @@ reset-lab: setup
 	@test -n "$(LAB)" || { echo "usage: make reset-lab LAB=04"; exit 2; }
 	$(BIN)/python tools/make_labs.py --reset $(LAB)
 
+## catch-up: solve labs 01..NN for a learner who fell behind (make catch-up UPTO=04); their
+## work on later labs stays, and every file it changes is backed up to .lab-backups/ first
+catch-up: setup
+	@test -n "$(UPTO)" || { echo "usage: make catch-up UPTO=04"; exit 2; }
+	$(BIN)/python tools/catch_up.py $(UPTO)
+
 ## gateway: run the gateway on http://127.0.0.1:8000 (make gateway ARGS="--port 9000")
 gateway: setup
 	$(BIN)/python -m reference_impl $(ARGS)
@@ -76,6 +82,10 @@ gateway: setup
 ## cheatsheet: regenerate docs/cheatsheet.md from quizzes/rules.yaml
 cheatsheet: setup
 	$(BIN)/python -m quizzes cheatsheet --out docs/cheatsheet.md
+
+## handout: the printable one-page handout (six-line cheat sheet, SSE-or-WebSocket table)
+handout: setup
+	$(BIN)/python -m quizzes.handout --out build/handout.html
 
 ## bench: the speed targets (SSE against a bare sse-starlette endpoint; WebSocket chat at scale)
 ## Not part of make test. Run it on a quiet machine: it reports each target as ok or MISSED.

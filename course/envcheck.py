@@ -1,6 +1,6 @@
 """Check that this Python environment can run the course; every failure says how to fix it.
 
-Run it first, from notebooks/00_setup.ipynb or a terminal:
+Run it first, from notebooks/00_start_here.ipynb or a terminal:
 
     .venv/bin/python -m course.envcheck
 """
@@ -38,6 +38,7 @@ PACKAGES = [
     ("boto3", "boto3", None),
     ("moto", "moto", 5),
     ("PyYAML", "yaml", None),
+    ("matplotlib", "matplotlib", None),  # the figures (course/plots.py)
 ]
 
 SETUP_FIX = "From the repository folder run `make lab` (it creates .venv and installs everything)."

@@ -103,13 +103,16 @@ class Timing:
     total_s: float  # the answer was complete
     tokens: int  # output tokens received
     status: int = 200
+    # When each token reached the client, in seconds from sending the request: spread out
+    # when streamed, all equal to total_s when the answer came in one body.
+    token_times_s: tuple[float, ...] = ()
 
 
 def time_to_first_token(
     base_url: str, key: str, body: dict[str, Any], path: str = "/v1/ask/stream"
 ) -> Timing:
     """Stream one answer and time it as a user sees it: the first `delta` is the first token."""
-    first_token, tokens = None, 0
+    first_token, arrivals = None, []
     with httpx.Client(timeout=60, headers=_headers(key)) as client:
         started = time.perf_counter()
         with httpx_sse.connect_sse(client, "POST", f"{base_url}{path}", json=body) as source:
@@ -118,15 +121,15 @@ def time_to_first_token(
             if status == 200:
                 for event in source.iter_sse():
                     if event.event == "delta":
-                        tokens += 1
+                        arrivals.append(time.perf_counter() - started)
                         if first_token is None:
-                            first_token = time.perf_counter() - started
+                            first_token = arrivals[0]
                     elif event.event in TERMINAL:
                         break
             else:
                 source.response.read()
         total = time.perf_counter() - started
-    return Timing(first_byte, first_token, total, tokens, status)
+    return Timing(first_byte, first_token, total, len(arrivals), status, tuple(arrivals))
 
 
 def time_full_response(
@@ -142,7 +145,7 @@ def time_full_response(
     if response.status_code != 200:
         return Timing(first_byte, None, total, 0, response.status_code)
     tokens = response.json()["usage"]["output_tokens"]
-    return Timing(first_byte, total, total, tokens, response.status_code)
+    return Timing(first_byte, total, total, tokens, response.status_code, (total,) * tokens)
 
 
 def in_parallel(count: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> list:
@@ -374,6 +377,10 @@ class RetryStorm:
     successes: int  # clients that got their answer
     gave_up: int  # clients that stopped without one (deadline, attempt cap, not retryable)
     seconds: float  # until the last client finished
+    sent_s: tuple[float, ...] = ()  # when each request was sent, seconds from the start
+    # A well-behaved client with its own key, asking now and then during the storm:
+    # (seconds from the start when it asked, seconds it waited for the answer).
+    bystander: tuple[tuple[float, float], ...] = ()
 
     @property
     def load_factor(self) -> float:
@@ -394,6 +401,8 @@ def retry_storm(
     base_delay: float = 0.25,
     max_delay: float = 2.0,
     seed: int | None = None,
+    bystander_key: str | None = None,
+    bystander_every: float = 0.1,
 ) -> RetryStorm:
     """`clients` clients start together, each wanting one 200 from `path` (GET, or POST `body`).
 
@@ -403,28 +412,55 @@ def retry_storm(
       else wait Retry-After plus capped exponential backoff with full jitter, at most
       `max_attempts` tries, and give up rather than wait past the deadline.
 
+    With `bystander_key`, one more client, under that key (so its own rate limit), sends the
+    same request every `bystander_every` seconds while the storm lasts and records how long each
+    answer took: the load a storm takes from everyone else, measured.
+
     Bounded: at most 200 clients, 60 seconds, and loopback addresses only.
     """
     if urlsplit(base_url).hostname not in LOOPBACK:
         raise ValueError("retry_storm generates load: point it at a gateway on loopback only")
     if not 1 <= clients <= 200 or not 0 < seconds <= 60:
         raise ValueError("keep the storm small: 1-200 clients for at most 60 seconds")
-    started = time.monotonic()
-    deadline = started + seconds
-    go = threading.Barrier(clients)
+    # The storm's clock starts when every client is ready, not when the threads were asked to
+    # start: on a busy machine starting them can take longer than a short storm lasts.
+    clock: dict[str, float] = {}
+    storm_started, storm_over = threading.Event(), threading.Event()
+
+    def press_together() -> None:
+        clock["started"] = time.monotonic()
+        clock["deadline"] = clock["started"] + seconds
+        storm_started.set()
+
+    go = threading.Barrier(clients, action=press_together)
+    sent: list[float] = []  # list.append is atomic: the clients' threads share it
+    bystander: list[tuple[float, float]] = []
+
+    def send(http: httpx.Client, target: str) -> httpx.Response:
+        if body is None:
+            return http.get(target)
+        return http.post(target, json=body)
+
+    def watch() -> None:
+        with httpx.Client(base_url=base_url, headers=_headers(bystander_key), timeout=10) as http:
+            storm_started.wait(30)
+            while not storm_over.is_set():
+                asked = time.monotonic()
+                send(http, path)
+                bystander.append((asked - clock["started"], time.monotonic() - asked))
+                storm_over.wait(bystander_every)
 
     def one_client(number: int) -> tuple[int, int, bool]:
         rng = random.Random(None if seed is None else seed + number)
         attempts = refused = 0
         with httpx.Client(base_url=base_url, headers=_headers(key), timeout=10) as http:
             go.wait()  # everyone presses the button at the same moment
+            started, deadline = clock["started"], clock["deadline"]
             while time.monotonic() < deadline:
                 if honour_retry_after and attempts >= max_attempts:
                     break
-                if body is None:
-                    response = http.get(path)
-                else:
-                    response = http.post(path, json=body)
+                sent.append(time.monotonic() - started)
+                response = send(http, path)
                 attempts += 1
                 if response.status_code == 200:
                     return attempts, refused, True
@@ -444,8 +480,16 @@ def retry_storm(
                 time.sleep(wait)
         return attempts, refused, False
 
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        outcomes = list(pool.map(one_client, range(clients)))
+    watcher = threading.Thread(target=watch, daemon=True) if bystander_key else None
+    if watcher:
+        watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            outcomes = list(pool.map(one_client, range(clients)))
+    finally:
+        storm_over.set()
+        if watcher:
+            watcher.join(timeout=15)
     successes = sum(ok for _, _, ok in outcomes)
     return RetryStorm(
         clients=clients,
@@ -454,5 +498,82 @@ def retry_storm(
         refused=sum(refused for _, refused, _ in outcomes),
         successes=successes,
         gave_up=clients - successes,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - clock["started"],
+        sent_s=tuple(sorted(sent)),
+        bystander=tuple(bystander),
+    )
+
+
+# --- an impatient client: a timeout, then the same request again --------------------------------
+
+
+MODEL_CALLS = "gateway_model_requests_total"  # requests that reached the model
+
+
+@dataclass(frozen=True)
+class ImpatientClient:
+    """One user wanting one buffered answer, behind a client timeout that retries."""
+
+    client_timeout_s: float
+    attempts: int  # requests sent
+    timed_out: int  # attempts the client gave up on
+    answered: bool  # did any attempt bring the answer back in time?
+    seconds: float  # from the first request until the client stopped
+    model_calls: int  # requests that reached the model (the gateway's meter)
+    tokens_generated: int  # output tokens the model produced for them (the cost meter)
+    dollars: float  # the same at the gateway's prices, input tokens included
+
+
+def impatient_client(
+    base_url: str,
+    key: str,
+    body: dict[str, Any],
+    *,
+    client_timeout_s: float,
+    max_attempts: int = 3,
+    path: str = "/v1/ask",
+    model: str = MODEL,
+) -> ImpatientClient:
+    """Ask for a whole answer with a read timeout; on a timeout, ask again, up to `max_attempts`.
+
+    This is the chain behind "users who wait in silence click again": a timeout shorter than
+    the answer takes turns one question into several model calls, and the gateway, which cannot
+    tell that the client left, generates each answer to the end. The meters are read once
+    every attempt the gateway admitted has been settled.
+    """
+    if urlsplit(base_url).hostname not in LOOPBACK:
+        raise ValueError("impatient_client sends repeated requests: use a gateway on loopback")
+    calls, generated = (
+        metric(base_url, MODEL_CALLS, model=model),
+        metric(base_url, GENERATED, model=model),
+    )
+    dollars, ended = metric(base_url, COST), metric(base_url, STREAMS_ENDED)
+    attempts = timed_out = 0
+    answered = False
+    started = time.perf_counter()
+    timeout = httpx.Timeout(60, read=client_timeout_s)
+    with httpx.Client(timeout=timeout, headers=_headers(key)) as client:
+        while attempts < max_attempts and not answered:
+            attempts += 1
+            try:
+                response = client.post(f"{base_url}{path}", json=body)
+            except httpx.ReadTimeout:
+                timed_out += 1
+                continue
+            answered = response.status_code == 200
+            if not answered:
+                break  # a refusal is not a reason to ask again at once (see retry_storm)
+    seconds = time.perf_counter() - started
+    admitted = int(metric(base_url, MODEL_CALLS, model=model) - calls)
+    if admitted:
+        _wait_until_settled(base_url, ended, admitted)
+    return ImpatientClient(
+        client_timeout_s=client_timeout_s,
+        attempts=attempts,
+        timed_out=timed_out,
+        answered=answered,
+        seconds=seconds,
+        model_calls=admitted,
+        tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
+        dollars=metric(base_url, COST) - dollars,
     )

@@ -105,7 +105,7 @@ def test_make_lab_serves_the_notebooks():
         assert url, "JupyterLab exited without serving"
         contents = httpx.get(f"{url}/api/contents", params={"token": token}, timeout=30).json()
         names = {entry["name"] for entry in contents["content"]}
-        assert "00_setup.ipynb" in names and "01_sse_wire_format.ipynb" in names
+        assert "00_start_here.ipynb" in names and "01_sse_wire_format.ipynb" in names
         assert httpx.get(f"{url}/lab", params={"token": token}, timeout=30).status_code == 200
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -221,3 +221,61 @@ def test_an_error_that_is_not_retryable_is_tried_once_when_the_api_is_heeded(sta
 def test_retry_storm_stays_on_loopback_and_small(url, clients, seconds):
     with pytest.raises(ValueError):
         measure.retry_storm(url, API_KEY, clients=clients, seconds=seconds, honour_retry_after=True)
+
+
+# --- per-token arrival times and the impatient client ------------------------------------------
+
+
+def test_a_streamed_answer_records_when_each_token_arrived_and_a_full_one_all_at_the_end(
+    start_gateway,
+):
+    gateway = start_gateway(fake_tokens_per_second=100)
+    body = {**QUESTION, "max_tokens": 12}
+    streamed = measure.time_to_first_token(gateway.url, API_KEY, body)
+    whole = measure.time_full_response(gateway.url, API_KEY, body)
+    arrivals = streamed.token_times_s
+    assert len(arrivals) == streamed.tokens == 12
+    assert arrivals[0] == streamed.first_token_s and arrivals[-1] <= streamed.total_s
+    assert all(a < b for a, b in zip(arrivals, arrivals[1:], strict=False)), "one by one"
+    assert whole.token_times_s == (whole.total_s,) * 12, "a body brings every token at once"
+
+
+def test_a_client_timeout_shorter_than_the_answer_pays_one_full_answer_per_attempt(
+    start_gateway,
+):
+    # 30 tokens at 100 a second: about 0.3 s per answer, against a 0.05 s client timeout.
+    gateway = start_gateway(fake_tokens_per_second=100)
+    body = {**QUESTION, "max_tokens": 30}
+    impatient = measure.impatient_client(
+        gateway.url, API_KEY, body, client_timeout_s=0.05, max_attempts=3
+    )
+    assert (impatient.attempts, impatient.timed_out, impatient.answered) == (3, 3, False)
+    assert impatient.model_calls == 3
+    assert impatient.tokens_generated == 3 * 30, "each abandoned answer is generated in full"
+
+    patient = measure.impatient_client(
+        gateway.url, API_KEY, body, client_timeout_s=30, max_attempts=3
+    )
+    assert (patient.attempts, patient.answered, patient.model_calls) == (1, True, 1)
+    assert patient.tokens_generated == 30
+    assert impatient.dollars == pytest.approx(3 * patient.dollars)
+
+
+def test_a_storm_records_every_send_time_and_a_bystanders_latency_throughout(start_gateway):
+    gateway = start_gateway(rate_limit_rps=2, rate_limit_burst=2)
+    storm = measure.retry_storm(
+        gateway.url,
+        API_KEY,
+        clients=4,
+        seconds=1.0,
+        honour_retry_after=False,
+        bystander_key="other-key",
+        bystander_every=0.1,
+    )
+    assert len(storm.sent_s) == storm.attempts
+    assert list(storm.sent_s) == sorted(storm.sent_s)
+    assert 0 <= storm.sent_s[0] and storm.sent_s[-1] <= storm.seconds
+    # The bystander kept asking for the whole storm, and it is not counted in the storm.
+    asked = [at for at, _ in storm.bystander]
+    assert len(asked) >= 3 and asked[-1] >= 0.5
+    assert all(latency > 0 for _, latency in storm.bystander)
