@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 
 // What each problem `code` means for the person in front of the page.
 const PROBLEM_TEXT = {
-  rate_limited: "Too many requests for this API key.",
+  rate_limited: "Too many requests: wait, then try again.",
   quota_exceeded: "This API key used up its tokens for the minute.",
   stream_timeout: "The answer reached the stream's time limit; the part that arrived is kept above.",
   idle_timeout: "The model went silent mid-answer; the part that arrived is kept above.",
@@ -47,6 +47,7 @@ let mode = "sse";
 let current = null; // the answer streaming now: {turn, stop()}
 let waitingUntil = 0; // while a rate-limit countdown runs, Ask waits for the person
 let chat = null; // {socket, answers: Map(id -> turn), asked: number}
+let pickedDocument = "api-gateway-websocket-limits"; // the person's choice survives a reload
 
 function apiKey() {
   return ui.key.value.trim();
@@ -408,7 +409,6 @@ function setConnection(text) {
 
 async function loadDocuments() {
   const select = ui.documentSelect;
-  const chosen = select.value;
   let listing = [];
   if (apiKey()) {
     const response = await fetch("/v1/documents", { headers: authHeaders() });
@@ -427,8 +427,7 @@ async function loadDocuments() {
     select.append(new Option(`${doc.title} (${doc.tokens} tokens)`, doc.id));
   }
   select.append(new Option("Paste a document…", PASTE));
-  const wanted = chosen || "api-gateway-websocket-limits";
-  if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+  if ([...select.options].some((o) => o.value === pickedDocument)) select.value = pickedDocument;
   ui.pastedField.hidden = select.value !== PASTE;
 }
 
@@ -513,6 +512,7 @@ function start() {
     radio.addEventListener("change", () => radio.checked && setMode(radio.value));
   }
   ui.documentSelect.addEventListener("change", () => {
+    pickedDocument = ui.documentSelect.value;
     ui.pastedField.hidden = ui.documentSelect.value !== PASTE;
   });
   if (document.body.dataset.demoControls === "on") {

@@ -1,0 +1,299 @@
+"""The demo page at `/`, driven in a real Chromium against a real gateway.
+
+The page is a client like any other: these tests watch what a person sees (tokens arriving,
+figures, problems by code) and check on the gateway's own meters that the page's Stop and
+Cancel really stop the model, and that it never retries by itself.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from browser import needs_chromium, screenshot
+from playwright.sync_api import expect
+from support import API_KEY
+
+pytestmark = [needs_chromium, pytest.mark.timeout(60)]
+
+GENERATED = "gateway_model_tokens_generated_total"
+MODEL = {"model": "fake-docqa"}
+FOLLOW_UP = "And how long can it last?"
+
+
+def open_page(page, gateway, *, key: str | None = API_KEY):
+    page.goto(gateway.url + "/")
+    if key is not None:
+        page.get_by_label("API key").fill(key)
+        page.get_by_label("API key").press("Tab")  # `change`: the page lists the documents
+    expect(page.get_by_label("Document", exact=True)).to_have_value("api-gateway-websocket-limits")
+    return page
+
+
+def ask(page, question: str | None = None):
+    if question is not None:
+        page.get_by_label("Question").fill(question)
+    page.get_by_role("button", name="Ask").click()
+
+
+def turn(page, number: int = 1):
+    return page.locator("#turns > li").nth(number - 1)
+
+
+def generated(gateway) -> float:
+    return gateway.metric(GENERATED, **MODEL)
+
+
+def assert_meter_still(gateway, seconds: float = 0.5) -> None:
+    """The cost meter does not move over a window long enough for a running model to add
+    several tokens: the model was stopped, not merely hidden from the page."""
+    before = generated(gateway)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert generated(gateway) == before, "the model kept generating after the page stopped"
+        time.sleep(0.01)
+
+
+def test_the_page_loads_without_a_key_and_offers_the_course_key_only_by_default(
+    start_gateway, page
+):
+    gateway = start_gateway(api_keys=("course-key",))
+    response = page.goto(gateway.url + "/")
+    assert response.status == 200
+    expect(page.get_by_label("API key")).to_have_value("course-key")
+    expect(page.get_by_label("Document", exact=True)).to_have_value("api-gateway-websocket-limits")
+    assert page.evaluate("sessionStorage.length") == 0  # nothing stored until the person types
+
+    other = start_gateway()  # keys of its own: the page must not show any of them
+    page.goto(other.url + "/")
+    expect(page.get_by_label("API key")).to_have_value("")
+    page.get_by_label("API key").fill(API_KEY)
+    page.reload()
+    expect(page.get_by_label("API key")).to_have_value(API_KEY)  # kept in sessionStorage
+    assert API_KEY not in page.url
+    assert page.console_errors == []
+
+
+def test_the_first_token_is_on_screen_long_before_the_model_sends_its_last(start_gateway, page):
+    gateway = start_gateway(fake_tokens_per_second=20.0)
+    open_page(page, gateway)
+    ask(page)
+    answer = turn(page).locator(".answer")
+    expect(answer).not_to_be_empty()
+    # Seen while the model is still streaming: the gateway has not finished the answer.
+    assert gateway.metric("gateway_streams_active") == 1
+    assert turn(page).get_attribute("data-state") == "streaming"
+    screenshot(page, "sse-streaming")
+    expect(turn(page)).to_have_attribute("data-state", "ended", timeout=20_000)
+    first = int(turn(page).get_attribute("data-first-token-at"))
+    ended = int(turn(page).get_attribute("data-ended-at"))
+    tokens = int(page.locator("#fig-tokens").inner_text())
+    # At 20 tokens/s the last token comes (tokens - 1) / 20 s after the first one.
+    assert ended - first >= (tokens - 1) * 50 * 0.8, (first, ended, tokens)
+    expect(page.locator("#fig-stop")).to_have_text("end_turn")
+    expect(page.locator("#fig-ttft")).to_have_text(re.compile(r"^\d+ ms$"))
+    expect(page.locator("#fig-rate")).to_have_text(re.compile(r"^\d+\.\d$"))
+    expect(page.locator("#fig-limits")).to_contain_text("max_tokens 256")
+    assert generated(gateway) == tokens
+    screenshot(page, "sse-ended-light")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "sse-ended-dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "sse-ended-dark-phone")
+    assert page.console_errors == []
+
+
+def test_stop_aborts_the_sse_request_and_the_model_stops(start_gateway, page):
+    gateway = start_gateway(fake_behavior="runaway", fake_tokens_per_second=50.0)
+    open_page(page, gateway)
+    ask(page)
+    expect(page.locator("#fig-tokens")).to_have_text(re.compile(r"^[1-9]\d+$"))  # 10 or more
+    page.get_by_role("button", name="Stop").click()
+    expect(turn(page)).to_have_attribute("data-state", "ended")
+    expect(page.locator("#fig-stop")).to_have_text("stopped (request aborted)")
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    gateway.wait_for_metric("gateway_stream_cancellations_total", 1, reason="client_disconnect")
+    assert_meter_still(gateway)
+    screenshot(page, "sse-stopped")
+    assert page.console_errors == []
+
+
+def test_cancel_in_chat_stops_the_model_and_a_follow_up_uses_the_conversation(start_gateway, page):
+    gateway = start_gateway(fake_tokens_per_second=30.0, demo_controls=True)
+    open_page(page, gateway)
+    page.get_by_label("Chat (WebSocket)").check()
+    ask(page)
+    expect(turn(page, 1)).to_have_attribute("data-state", "ended", timeout=20_000)
+    first_input = int(turn(page, 1).get_attribute("data-input-tokens"))
+    first_answer = turn(page, 1).locator(".answer").inner_text()
+
+    ask(page, FOLLOW_UP)
+    expect(turn(page, 2)).to_have_attribute("data-state", "ended", timeout=20_000)
+    second_answer = turn(page, 2).locator(".answer").inner_text()
+    assert "does not answer" not in second_answer  # found through the first question
+    # The follow-up named no document, yet the prompt holds the document and the first turn.
+    second_input = int(turn(page, 2).get_attribute("data-input-tokens"))
+    assert second_input > first_input + len(first_answer.split()) // 2
+    screenshot(page, "chat-follow-up")
+
+    # Cancel: the runaway model streams until the page cancels it.
+    switched = gateway.client().http.put(
+        "/demo/fake-model", json={"behavior": "runaway", "tokens_per_second": 50}
+    )
+    assert switched.status_code == 200
+    ask(page, "What closes a connection?")
+    expect(turn(page, 3).locator(".answer")).not_to_be_empty()
+    page.get_by_role("button", name="Cancel").click()
+    expect(turn(page, 3)).to_have_attribute("data-stop-reason", "cancelled")
+    gateway.wait_for_metric("gateway_stream_cancellations_total", 1, reason="client_cancel")
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    assert_meter_still(gateway)
+    expect(page.locator("#turns > li")).to_have_count(3)
+    screenshot(page, "chat-cancelled")
+    assert page.console_errors == []
+
+
+def test_rate_limited_shows_a_countdown_and_never_retries_by_itself(start_gateway, page):
+    # Burst 2: the document list and one answer; the next ask waits 1 / 0.4 = 2.5 s.
+    gateway = start_gateway(rate_limit_rps=0.4, rate_limit_burst=2)
+    asks = []
+    page.on("request", lambda r: r.url.endswith("/v1/ask/stream") and asks.append(time.monotonic()))
+    open_page(page, gateway)
+    ask(page)
+    expect(turn(page, 1)).to_have_attribute("data-state", "ended", timeout=20_000)
+    ask(page)
+    problem = turn(page, 2).locator(".problem")
+    expect(problem).to_contain_text("rate_limited")
+    countdown = turn(page, 2).locator(".countdown")
+    expect(countdown).to_have_text(re.compile(r"You can try again in \d s\."))
+    expect(page.get_by_role("button", name="Ask")).to_be_disabled()
+    screenshot(page, "rate-limited-countdown")
+    retry = turn(page, 2).get_by_role("button", name="Try again")
+    expect(retry).to_be_visible(timeout=10_000)  # the wait is over: a button, not a request
+    expect(countdown).to_have_text("You can try again now.")
+    assert len(asks) == 2, "the page sent a request by itself during the wait"
+    screenshot(page, "rate-limited-retry-offered")
+    retry.click()
+    expect(turn(page, 3)).to_have_attribute("data-state", "ended", timeout=20_000)
+    assert len(asks) == 3
+    # Chromium itself reports each failed load on the console; the page's own code adds none.
+    assert [
+        m for m in page.console_errors if "status of 429" not in str(getattr(m, "text", m))
+    ] == []
+
+
+def test_a_stream_cut_by_max_stream_seconds_shows_stream_timeout_and_the_partial_answer(
+    start_gateway, page
+):
+    gateway = start_gateway(
+        fake_behavior="runaway", fake_tokens_per_second=30.0, max_stream_seconds=1.0
+    )
+    open_page(page, gateway)
+    ask(page)
+    expect(turn(page)).to_have_attribute("data-state", "failed", timeout=10_000)
+    expect(turn(page).locator(".problem")).to_contain_text("stream_timeout")
+    expect(turn(page).locator(".answer")).not_to_be_empty()
+    expect(page.locator("#fig-stop")).to_have_text("error: stream_timeout")
+    assert int(page.locator("#fig-tokens").inner_text()) > 5
+    # Not retryable: trying the same request again would be cut again.
+    expect(turn(page).get_by_role("button", name="Try again")).to_be_hidden()
+    screenshot(page, "stream-timeout")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "stream-timeout-phone")
+    assert page.console_errors == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "body", "code"),
+    [
+        ({}, {"max_tokens": "5000"}, "max_tokens_exceeded"),
+        ({"max_request_bytes": 2000}, {"paste": "x " * 2000}, "request_too_large"),
+        ({}, {"key": "wrong-key"}, "unauthorized"),
+    ],
+    ids=["max_tokens_exceeded", "request_too_large", "unauthorized"],
+)
+def test_each_refusal_is_shown_by_its_code(start_gateway, page, settings, body, code):
+    gateway = start_gateway(**settings)
+    open_page(page, gateway)
+    if "max_tokens" in body:
+        page.get_by_label("Max tokens").fill(body["max_tokens"])
+    if "paste" in body:
+        page.get_by_label("Document", exact=True).select_option(label="Paste a document…")
+        page.get_by_label("Pasted document").fill(body["paste"])
+    if "key" in body:
+        page.get_by_label("API key").fill(body["key"])
+    ask(page)
+    expect(turn(page).locator(".problem .code")).to_have_text(code)
+    expect(turn(page).get_by_role("button", name="Try again")).to_be_hidden()
+    screenshot(page, code)
+
+
+def test_a_closed_chat_socket_is_shown_with_its_close_code(start_gateway, page):
+    gateway = start_gateway(ws_max_message_bytes=1000)
+    open_page(page, gateway)
+    page.get_by_label("Chat (WebSocket)").check()
+    page.get_by_label("Document", exact=True).select_option(label="Paste a document…")
+    page.get_by_label("Pasted document").fill("A long pasted document. " * 100)
+    ask(page)
+    expect(turn(page).locator(".problem")).to_contain_text("1009")
+    expect(page.locator("#connection")).to_contain_text("code 1009 (message too big)")
+    screenshot(page, "chat-socket-closed")
+
+
+def test_the_presenter_panel_exists_only_with_the_demo_flag(start_gateway, page):
+    off = start_gateway()
+    open_page(page, off)
+    expect(page.locator("#presenter")).to_be_hidden()
+    refused = off.client().http.put(
+        "/demo/fake-model", json={"behavior": "stall", "tokens_per_second": 5}
+    )
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+
+    on = start_gateway(demo_controls=True)
+    open_page(page, on)
+    expect(page.get_by_label("Behaviour")).to_have_value("normal")
+    page.get_by_label("Behaviour").select_option("throttled")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#presenter-status")).to_contain_text("now throttled")
+    ask(page)
+    expect(turn(page).locator(".problem .code")).to_have_text("rate_limited")
+    screenshot(page, "presenter-throttled")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "presenter-throttled-dark")
+
+
+def test_every_control_has_an_accessible_name_and_the_answers_are_announced(start_gateway, page):
+    gateway = start_gateway(demo_controls=True)
+    open_page(page, gateway)
+    snapshot = page.locator("body").aria_snapshot()
+    for line in (
+        '- textbox "API key"',
+        '- group "Mode"',
+        '- radio "Document Q&A (SSE)" [checked]',
+        '- radio "Chat (WebSocket)"',
+        '- combobox "Document"',
+        '- textbox "Question"',
+        '- spinbutton "Max tokens"',
+        '- button "Ask"',
+        '- button "Stop" [disabled]',
+        '- combobox "Behaviour"',
+        '- spinbutton "Tokens per second"',
+        '- button "Apply"',
+    ):
+        assert line in snapshot, f"{line!r} not in\n{snapshot}"
+    controls = page.locator("input, select, textarea, button").filter(visible=True)
+    assert controls.count() >= 10
+    for index in range(controls.count()):
+        node = controls.nth(index).aria_snapshot()
+        assert re.match(r'- \w+ "[^"]+"', node), f"a control without an accessible name: {node}"
+    assert page.locator("#turns").get_attribute("aria-live") == "polite"
+
+    # Keyboard alone: from the key field, Tab reaches the mode, the document, the question.
+    page.get_by_label("API key").focus()
+    for expected in ("mode-sse", "document", "question"):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == expected
+    page.keyboard.press("Enter")  # asks; Shift+Enter would start a new line
+    expect(turn(page)).to_have_attribute("data-state", "ended", timeout=20_000)
+    assert page.console_errors == []
