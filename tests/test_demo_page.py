@@ -7,9 +7,15 @@ Cancel really stop the model, and that it never retries by itself.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from browser import needs_chromium, screenshot
 from playwright.sync_api import expect
@@ -19,6 +25,7 @@ pytestmark = [needs_chromium, pytest.mark.timeout(60)]
 
 GENERATED = "gateway_model_tokens_generated_total"
 MODEL = {"model": "fake-docqa"}
+ROOT = Path(__file__).resolve().parent.parent
 FOLLOW_UP = "And how long can it last?"
 
 
@@ -297,3 +304,85 @@ def test_every_control_has_an_accessible_name_and_the_answers_are_announced(star
     page.keyboard.press("Enter")  # asks; Shift+Enter would start a new line
     expect(turn(page)).to_have_attribute("data-state", "ended", timeout=20_000)
     assert page.console_errors == []
+
+
+def start_cli(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    """`python -m reference_impl` on a free port; its start-up lines up to the demo page's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reference_impl", "--port", "0", "--impl", "reference", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    lines = []
+    while not lines or "demo page:" not in lines[-1]:
+        line = process.stdout.readline()
+        assert line, f"the gateway exited: {lines}"
+        lines.append(line)
+    return process, lines
+
+
+def stop_cli(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def get_when_up(url: str, **kwargs) -> httpx.Response:
+    deadline = time.monotonic() + 20
+    while True:  # the lines are printed just before uvicorn starts serving
+        try:
+            return httpx.get(url, **kwargs)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, f"{url} never answered"
+            time.sleep(0.05)
+
+
+def test_the_command_line_links_the_page_and_demo_turns_the_panel_on():
+    process, lines = start_cli("--demo")
+    try:
+        match = re.search(
+            r"demo page: (http://127\.0\.0\.1:\d+)/  \(API key: course-key\)", lines[-1]
+        )
+        assert match, lines
+        url = match.group(1)
+        page = get_when_up(url + "/")
+        assert page.status_code == 200 and 'data-demo-controls="on"' in page.text
+        switched = httpx.put(
+            url + "/demo/fake-model",
+            json={"behavior": "stall", "tokens_per_second": 5},
+            headers={"Authorization": "Bearer course-key"},
+        )
+        assert switched.json() == {"behavior": "stall", "tokens_per_second": 5.0}
+    finally:
+        stop_cli(process)
+
+    process, lines = start_cli("--api-keys", "my-own-secret")
+    try:
+        assert "(API key: <your key>)" in lines[-1], lines
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/", lines[-1]).group(1)
+        page = get_when_up(url + "/")
+        assert "my-own-secret" not in page.text and 'data-demo-controls="off"' in page.text
+    finally:
+        stop_cli(process)
+
+
+def test_the_page_and_the_presenter_switch_keep_to_the_contract(start_gateway):
+    client = start_gateway(demo_controls=True).client()
+    assert "<title>" in client.get("/").text
+    assert client.get("/demo/demo.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/demo/demo.css").status_code == 200
+    assert client.get("/demo/other.js").json()["code"] == "not_found"
+    setting = {"behavior": "runaway", "tokens_per_second": 25}
+    assert client.request("PUT", "/demo/fake-model", json=setting).json() == setting
+    bad = client.request("PUT", "/demo/fake-model", json={"behavior": "sleepy"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+    anonymous = start_gateway(demo_controls=True).client(api_key=None)
+    assert anonymous.get("/").status_code == 200  # the page itself needs no key
+    assert anonymous.request("PUT", "/demo/fake-model", json=setting).status_code == 401
+    bedrock_like = start_gateway(demo_controls=True, model="bedrock", bedrock_model_id="m")
+    refused = bedrock_like.client().request("PUT", "/demo/fake-model", json=setting)
+    assert refused.status_code == 404  # never for a real model, flag or not
