@@ -243,6 +243,8 @@ def test_a_closed_chat_socket_is_shown_with_its_close_code(start_gateway, page):
     page.get_by_label("Document", exact=True).select_option(label="Paste a document…")
     page.get_by_label("Pasted document").fill("A long pasted document. " * 100)
     ask(page)
+    # The gateway says why before it closes; the page shows that code and the close code.
+    expect(turn(page).locator(".problem .code")).to_have_text("request_too_large")
     expect(turn(page).locator(".problem")).to_contain_text("1009")
     expect(page.locator("#connection")).to_contain_text("code 1009 (message too big)")
     screenshot(page, "chat-socket-closed")
