@@ -310,28 +310,26 @@ async function openChat() {
   const { url } = await response.json();
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(`${scheme}//${location.host}${url}`);
-  const session = { socket, answers: new Map(), asked: 0, open: false };
+  const session = { socket, answers: new Map(), asked: 0, lastProblem: null };
   await new Promise((resolve, reject) => {
     socket.addEventListener("open", resolve, { once: true });
     socket.addEventListener("close", (event) => reject(closedProblem(event)), { once: true });
   });
-  session.open = true;
   setConnection("Chat connected. Follow-up questions use this conversation.");
   socket.addEventListener("message", (event) => onChatMessage(session, event));
   socket.addEventListener("close", (event) => onChatClosed(session, event));
   return session;
 }
 
-function closedProblem(event) {
+// The problem a closed socket leaves: the gateway's own `error` sent just before it closed
+// (when there was one), with the close code added; otherwise one made from the close code.
+function closedProblem(event, cause) {
   const meaning = CLOSE_TEXT[event.code] || "closed";
-  return {
-    code: "socket_closed",
-    status: `close ${event.code}`,
-    title: "",
-    detail: `The chat connection closed with code ${event.code} (${meaning})` +
-      (event.reason ? `: ${event.reason}.` : "."),
-    retryable: false,
-  };
+  const closed = `The chat connection closed with code ${event.code} (${meaning})` +
+    (event.reason ? `: ${event.reason}.` : ".");
+  if (cause) return { ...cause, detail: `${cause.detail} ${closed}`, retryable: false };
+  return { code: "socket_closed", status: `close ${event.code}`, title: "", detail: closed,
+    retryable: false };
 }
 
 function onChatMessage(session, event) {
@@ -340,6 +338,7 @@ function onChatMessage(session, event) {
   if (message.type === "error" && !turn) {
     // About the connection, not one answer: it is about to close, or refused an unknown id.
     const p = message.problem;
+    session.lastProblem = p;
     setConnection(`${p.code}: ${PROBLEM_TEXT[p.code] || p.title} ${p.detail}`);
     return;
   }
@@ -363,8 +362,8 @@ function onChatMessage(session, event) {
 
 function onChatClosed(session, event) {
   if (chat === session) chat = null;
-  const problem = closedProblem(event);
-  setConnection(problem.detail + " The next question opens a new conversation.");
+  const problem = closedProblem(event, session.lastProblem);
+  setConnection(`${problem.code}: ${problem.detail} The next question opens a new conversation.`);
   for (const turn of session.answers.values()) failTurn(turn, problem, null);
   session.answers.clear();
 }
