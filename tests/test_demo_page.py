@@ -29,6 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLLOW_UP = "And how long can it last?"
 
 
+def page_errors(page) -> list[str]:
+    """Errors the page's own code caused. Chromium itself logs every answer with an error
+    status ("Failed to load resource: ... status of 429"), which a refusal under test is."""
+    texts = [str(getattr(message, "text", message)) for message in page.console_errors]
+    return [
+        text for text in texts if not re.match(r"Failed to load resource: .* status of 4", text)
+    ]
+
+
 def open_page(page, gateway, *, key: str | None = API_KEY):
     page.goto(gateway.url + "/")
     if key is not None:
@@ -184,10 +193,7 @@ def test_rate_limited_shows_a_countdown_and_never_retries_by_itself(start_gatewa
     retry.click()
     expect(turn(page, 3)).to_have_attribute("data-state", "ended", timeout=20_000)
     assert len(asks) == 3
-    # Chromium itself reports each failed load on the console; the page's own code adds none.
-    assert [
-        m for m in page.console_errors if "status of 429" not in str(getattr(m, "text", m))
-    ] == []
+    assert page_errors(page) == []
 
 
 def test_a_stream_cut_by_max_stream_seconds_shows_stream_timeout_and_the_partial_answer(
@@ -234,6 +240,7 @@ def test_each_refusal_is_shown_by_its_code(start_gateway, page, settings, body, 
     expect(turn(page).locator(".problem .code")).to_have_text(code)
     expect(turn(page).get_by_role("button", name="Try again")).to_be_hidden()
     screenshot(page, code)
+    assert page_errors(page) == []
 
 
 def test_a_closed_chat_socket_is_shown_with_its_close_code(start_gateway, page):
@@ -248,6 +255,7 @@ def test_a_closed_chat_socket_is_shown_with_its_close_code(start_gateway, page):
     expect(turn(page).locator(".problem")).to_contain_text("1009")
     expect(page.locator("#connection")).to_contain_text("code 1009 (message too big)")
     screenshot(page, "chat-socket-closed")
+    assert page_errors(page) == []
 
 
 def test_the_presenter_panel_exists_only_with_the_demo_flag(start_gateway, page):
@@ -270,6 +278,7 @@ def test_the_presenter_panel_exists_only_with_the_demo_flag(start_gateway, page)
     screenshot(page, "presenter-throttled")
     page.emulate_media(color_scheme="dark")
     screenshot(page, "presenter-throttled-dark")
+    assert page_errors(page) == []
 
 
 def test_every_control_has_an_accessible_name_and_the_answers_are_announced(start_gateway, page):
