@@ -70,7 +70,7 @@ async def demo_page(request: Request) -> HTMLResponse:
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/demo/{asset}")
+@router.get("/demo/assets/{asset}")
 async def demo_asset(asset: str) -> FileResponse:
     if asset not in ASSETS:
         raise GatewayError("not_found", "No such path; GET /docs lists the API.")
@@ -86,10 +86,11 @@ class FakeModelSetting(BaseModel):
 
 @router.put("/demo/fake-model")
 async def switch_fake_model(request: Request) -> JSONResponse:
+    # The key first, as on every route that needs one: a caller without a key learns nothing.
+    edge.authenticate(request, request.app.state.gateway.settings)
     model = demo_model(request)
     if model is None:
         raise GatewayError("not_found", "No such path; GET /docs lists the API.")
-    edge.authenticate(request, request.app.state.gateway.settings)
     try:
         setting = FakeModelSetting.model_validate_json(await request.body())
     except ValidationError as error:

@@ -62,7 +62,7 @@ OPERATIONS = {
     ("POST", "/v1/ask/stream"),
     ("POST", "/v1/chat/tickets"),  # the browser's ticket for the WebSocket chat (asyncapi.yaml)
     ("GET", "/"),  # the demo page, its files, and the presenter's switch (demo_page.py)
-    ("GET", "/demo/{asset}"),
+    ("GET", "/demo/assets/{asset}"),
     ("PUT", "/demo/fake-model"),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
@@ -537,7 +537,7 @@ def test_route_drift_finds_undocumented_and_unimplemented_routes(checks):
         ("GET", "/v1/documents"),
         ("POST", "/v1/chat/tickets"),
         ("GET", "/"),
-        ("GET", "/demo/{asset}"),
+        ("GET", "/demo/assets/{asset}"),
         ("PUT", "/demo/fake-model"),
     }
 

@@ -384,9 +384,9 @@ def test_the_command_line_links_the_page_and_demo_turns_the_panel_on():
 def test_the_page_and_the_presenter_switch_keep_to_the_contract(start_gateway):
     client = start_gateway(demo_controls=True).client()
     assert "<title>" in client.get("/").text
-    assert client.get("/demo/demo.js").headers["content-type"].startswith("text/javascript")
-    assert client.get("/demo/demo.css").status_code == 200
-    assert client.get("/demo/other.js").json()["code"] == "not_found"
+    assert client.get("/demo/assets/demo.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/demo/assets/demo.css").status_code == 200
+    assert client.get("/demo/assets/other.js").json()["code"] == "not_found"
     setting = {"behavior": "runaway", "tokens_per_second": 25}
     assert client.request("PUT", "/demo/fake-model", json=setting).json() == setting
     bad = client.request("PUT", "/demo/fake-model", json={"behavior": "sleepy"})
