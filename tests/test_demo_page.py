@@ -112,10 +112,15 @@ def test_the_first_token_is_on_screen_long_before_the_model_sends_its_last(start
     expect(page.locator("#fig-rate")).to_have_text(re.compile(r"^\d+\.\d$"))
     expect(page.locator("#fig-limits")).to_contain_text("max_tokens 256")
     assert generated(gateway) == tokens
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
     screenshot(page, "sse-ended-light")
     page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) != light  # the page follows the system's dark mode
     screenshot(page, "sse-ended-dark")
     page.set_viewport_size({"width": 390, "height": 844})
+    # Readable at phone width: one column, nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "sse-ended-dark-phone")
     assert page.console_errors == []
 
