@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fake-tokens-per-second", help="speed of the fake model")
     parser.add_argument("--api-keys", help="comma-separated keys clients may use")
+    parser.add_argument(
+        "--demo", action="store_true", help="the demo page's presenter panel (fake model only)"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    if args.demo:
+        os.environ["GATEWAY_DEMO_CONTROLS"] = "true"
     for option, variable in OPTION_ENV.items():
         if getattr(args, option) is not None:
             os.environ[variable] = str(getattr(args, option))
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
+    # Only the built-in course key is shown; a key of your own stays off the terminal.
+    default_key = settings_module.Settings.model_fields["api_keys"].default
+    key = settings.api_keys[0] if tuple(settings.api_keys) == default_key else "<your key>"
+    print(f"  demo page: http://{args.host}:{port}/  (API key: {key})", flush=True)
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
     GatewayServer(config).run(sockets=[sock])
     return 0

@@ -97,14 +97,21 @@ class FakeModel:
     name = "fake-docqa"
 
     def __init__(self, settings: Settings) -> None:
-        self.interval = 1.0 / settings.fake_tokens_per_second
         self.first_token_seconds = settings.fake_first_token_seconds
-        self.behavior = settings.fake_behavior
+        self.set_behavior(settings.fake_behavior, settings.fake_tokens_per_second)
+
+    def set_behavior(self, behavior: str, tokens_per_second: float) -> None:
+        """Change how later answers behave (the demo page's presenter panel); an answer already
+        streaming keeps the behaviour it started with."""
+        self.behavior = behavior
+        self.tokens_per_second = tokens_per_second
+        self.interval = 1.0 / tokens_per_second
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         loop = asyncio.get_running_loop()
+        behavior, interval = self.behavior, self.interval
         await asyncio.sleep(self.first_token_seconds)
-        if self.behavior == "throttled":
+        if behavior == "throttled":
             raise GatewayError(
                 "rate_limited", "The model is throttling requests.", retry_after_seconds=1.0
             )
@@ -114,21 +121,21 @@ class FakeModel:
         while True:
             if emitted < len(tokens):
                 token = tokens[emitted]
-            elif self.behavior == "runaway":
+            elif behavior == "runaway":
                 token = tokens[emitted % len(tokens)]
             else:
                 break
-            if emitted >= request.max_tokens and self.behavior != "runaway":
+            if emitted >= request.max_tokens and behavior != "runaway":
                 yield ModelStop("max_tokens", request.prompt_tokens, emitted)
                 return
-            if self.behavior == "stall" and emitted == 3:
+            if behavior == "stall" and emitted == 3:
                 await asyncio.Event().wait()  # silent forever: only a timeout or cancel ends it
-            if self.behavior == "fail_midstream" and emitted == 5:
+            if behavior == "fail_midstream" and emitted == 5:
                 raise GatewayError("model_error", "The model stream failed.")
             yield TextDelta(token)
             emitted += 1
             # An absolute schedule keeps the pace exact however long the consumer took.
-            delay = start + emitted * self.interval - loop.time()
+            delay = start + emitted * interval - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
         yield ModelStop("end_turn", request.prompt_tokens, emitted)
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import edge
+from . import demo_page, edge
 from .chat import ChatHub
 from .documents import builtin
 from .errors import GatewayError, problem, problem_from, problem_response
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
         redoc_url=None,
     )
     app.state.gateway = gateway
+    app.include_router(demo_page.router)  # GET / (the demo page) and its presenter panel
     app.add_middleware(edge.EdgeMiddleware, settings=settings, on_reject=gateway.reject)
 
     @app.exception_handler(GatewayError)

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
+FakeBehavior = Literal["normal", "runaway", "stall", "fail_midstream", "throttled"]
 
 
 class Settings(BaseSettings):
@@ -126,7 +127,11 @@ class Settings(BaseSettings):
     aws_requests_per_day: int = Field(10_000, gt=0)
     fake_tokens_per_second: float = Field(40.0, gt=0)
     fake_first_token_seconds: float = Field(0.2, ge=0)
-    fake_behavior: Literal["normal", "runaway", "stall", "fail_midstream", "throttled"] = "normal"
+    fake_behavior: FakeBehavior = "normal"
+    # The demo page's presenter panel (`python -m reference_impl --demo`): lets whoever holds an
+    # API key switch the fake model's behaviour for everyone, so each limit can be shown firing.
+    # Only with the fake model; never in production.
+    demo_controls: bool = False
     # Prices make the cost meter speak in dollars. Illustrative values per 1K tokens, not a
     # quote for any real model.
     price_per_1k_input_tokens: float = Field(0.003, ge=0)

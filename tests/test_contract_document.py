@@ -61,6 +61,9 @@ OPERATIONS = {
     ("POST", "/v1/ask"),
     ("POST", "/v1/ask/stream"),
     ("POST", "/v1/chat/tickets"),  # the browser's ticket for the WebSocket chat (asyncapi.yaml)
+    ("GET", "/"),  # the demo page, its files, and the presenter's switch (demo_page.py)
+    ("GET", "/demo/assets/{asset}"),
+    ("PUT", "/demo/fake-model"),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
 REQUEST_ID = "req_0123456789abcdef"
@@ -217,7 +220,9 @@ def test_v1_operations_need_the_bearer_key_and_the_others_do_not(contract):
     scheme = contract["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for method, path, operation in operations(contract):
-        expected = [{"bearerAuth": []}] if path.startswith("/v1/") else []
+        # The presenter's switch changes the model for everyone: a key is the least it needs.
+        needs_key = path.startswith("/v1/") or path == "/demo/fake-model"
+        expected = [{"bearerAuth": []}] if needs_key else []
         assert operation.get("security") == expected, f"{method} {path}"
 
 
@@ -531,7 +536,23 @@ def test_route_drift_finds_undocumented_and_unimplemented_routes(checks):
         ("GET", "/docs"),
         ("GET", "/v1/documents"),
         ("POST", "/v1/chat/tickets"),
+        ("GET", "/"),
+        ("GET", "/demo/assets/{asset}"),
+        ("PUT", "/demo/fake-model"),
     }
+
+
+def test_app_routes_see_inside_included_routers(checks):
+    from fastapi import APIRouter, FastAPI
+
+    inner = APIRouter()
+    inner.add_api_route("/page", lambda: "ok", methods=["GET"])
+    outer = APIRouter()
+    outer.add_api_route("/switch", lambda: "ok", methods=["PUT"])
+    outer.include_router(inner, prefix="/inner")
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(outer, prefix="/demo")
+    assert checks.app_routes(app) == {("PUT", "/demo/switch"), ("GET", "/demo/inner/page")}
 
 
 # --- lab 02: one event's data against its contentSchema -------------------------------------

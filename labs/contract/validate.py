@@ -140,17 +140,33 @@ def app_routes(app: Any) -> set[tuple[str, str]]:
     files, say) and WebSocket routes are left out too; see `app_websocket_routes`.
     """
     return {
-        (method, _openapi_path(route.path))
-        for route in app.routes
+        (method, _openapi_path(prefix + route.path))
+        for prefix, route in _all_routes(app.routes)
         if isinstance(route, Route) and route.methods
         for method in route.methods
         if method != "HEAD"
     }
 
 
+def _all_routes(routes: Iterable[Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Every route with the prefix it is served under, inside included routers too: FastAPI
+    keeps an `include_router` as one entry holding the router, not as copies of its routes."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _all_routes(included.routes, prefix + getattr(context, "prefix", ""))
+        else:
+            yield prefix, route
+
+
 def app_websocket_routes(app: Any) -> set[str]:
     """The paths of the app's WebSocket routes (OpenAPI does not describe WebSockets)."""
-    return {_openapi_path(route.path) for route in app.routes if isinstance(route, WebSocketRoute)}
+    return {
+        _openapi_path(prefix + route.path)
+        for prefix, route in _all_routes(app.routes)
+        if isinstance(route, WebSocketRoute)
+    }
 
 
 def undocumented_routes(app: Any) -> set[tuple[str, str]]:
