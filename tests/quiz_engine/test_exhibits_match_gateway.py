@@ -1,10 +1,11 @@
 """Exhibits that claim to show the course gateway show what it really sends.
 
-Each question named here has an exhibit of a WebSocket session or an HTTP error from the course
-gateway. The test replays the exhibit's client side against the real gateway (uvicorn on a port-0
-socket, a real `websockets` or `httpx` client) and compares every line the gateway sent, byte for
-byte. Only what differs from run to run is masked on both sides: the random request id, and the
-retry delays worked out from the token buckets at that instant.
+Each question named here has an exhibit of a WebSocket session, an HTTP error or an SSE stream from
+the course gateway. The test makes the real gateway (uvicorn on a port-0 socket, a real
+`websockets` or `httpx` client) do what the exhibit shows and compares what it sent, byte for byte.
+Only what differs from run to run is masked on both sides: the random request id, the retry delays
+worked out from the token buckets at that instant, and in SSE deltas and end events the generated
+text, token counts and timings (there the event's shape must match).
 """
 
 from __future__ import annotations
@@ -213,3 +214,99 @@ def test_http_problem_exhibit_is_what_the_gateway_sends(start_gateway, question_
         shown.append(f"{name}: {response.headers[name]}")
     assert masked("\n".join(shown)) == masked(head)
     assert masked(response.text) == masked(body)
+
+
+# SSE exhibits. Timings, token counts and the generated text differ from run to run, so a delta or
+# end event must have the real event's shape (the same keys, nested the same way, the same value
+# types); a start or error event must equal the real one. The real error comes from a run with a
+# short timeout, and its number is then put back to the exhibit's (the detail says "15 s" where
+# the fast run said "0.3 s").
+SSE_EXHIBITS = [
+    "stream-004",
+    "latency-005",
+    "ssews-008",
+    "sse-wire-005",
+    "limits-004",
+    "guard-001",
+    "guard-002",
+    "guard-005",
+    "guard-008",
+    "errors-009",
+]
+FAST = 0.3
+# How the real gateway is made to end a stream with each error code.
+ERROR_RUNS = {
+    "idle_timeout": ({"fake_behavior": "stall"}, "idle_timeout_seconds"),
+    "stream_timeout": ({"fake_behavior": "runaway"}, "max_stream_seconds"),
+    "model_error": ({"fake_behavior": "fail_midstream"}, None),
+}
+
+
+def sse_events(text: str) -> list[dict[str, str]]:
+    """The events of an SSE exhibit or body: each a dict of its field lines, in order."""
+    events = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        fields = {}
+        for line in block.splitlines():
+            if line.startswith(":") or line.startswith("["):
+                continue  # a comment (ping, or a note that lines were left out) or a note
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if fields:
+            events.append(fields)
+    return events
+
+
+def shape(value):
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    return type(value).__name__ if not isinstance(value, float) else "number"
+
+
+def real_stream(start_gateway, limits: dict, **settings) -> list[dict[str, str]]:
+    gateway = start_gateway(
+        max_stream_seconds=limits["max_stream_seconds"],
+        first_token_timeout_seconds=limits["first_token_timeout_seconds"],
+        idle_timeout_seconds=limits["idle_timeout_seconds"],
+        max_tokens_cap=max(1024, limits["max_tokens"]),
+        **settings,
+    )
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/ask/stream",
+        headers=HEADERS,
+        json={**QUESTION, "max_tokens": limits["max_tokens"]},
+        timeout=WAIT * 4,
+    ) as response:
+        return sse_events(response.read().decode())
+
+
+@pytest.mark.parametrize("question_id", SSE_EXHIBITS)
+def test_sse_exhibit_is_what_the_gateway_sends(start_gateway, question_id):
+    shown = sse_events(exhibit(question_id))
+    start = next((e for e in shown if e["event"] == "start"), None)
+    limits = (
+        json.loads(start["data"])["limits"]
+        if start
+        else {
+            "max_tokens": 256,
+            "max_stream_seconds": 120.0,
+            "first_token_timeout_seconds": 10.0,
+            "idle_timeout_seconds": 15.0,
+        }
+    )
+    real = {e["event"]: e for e in real_stream(start_gateway, limits)}
+    for event in shown:
+        assert list(event) == ["id", "event", "data"], event
+        name, data = event["event"], json.loads(event["data"])
+        if name == "error":
+            settings, limit = ERROR_RUNS[data["code"]]
+            fast_limits = {**limits, **({limit: FAST} if limit else {})}
+            expected = real_stream(start_gateway, fast_limits, **settings)[-1]["data"]
+            if limit:
+                expected = expected.replace(f"{FAST:g} s", f"{limits[limit]:g} s")
+            assert masked(event["data"]) == masked(expected), question_id
+        elif name == "start":
+            assert masked(event["data"]) == masked(real["start"]["data"]), question_id
+        else:
+            assert shape(data) == shape(json.loads(real[name]["data"])), (question_id, name)
