@@ -310,3 +310,32 @@ def test_sse_exhibit_is_what_the_gateway_sends(start_gateway, question_id):
             assert masked(event["data"]) == masked(real["start"]["data"]), question_id
         else:
             assert shape(data) == shape(json.loads(real[name]["data"])), (question_id, name)
+
+
+def test_cancel_exhibit_has_the_shape_of_what_the_gateway_sends(start_gateway):
+    """ssews-004: a cancel mid-answer, then a follow-up on the same connection. Generated text,
+    token counts and timings vary; every message's type, id, stop reason and shape must not."""
+    lines = exhibit("ssews-004").strip().splitlines()
+    # A token every 250 ms: the cancel arrives long before a third delta could be sent.
+    gateway = start_gateway(fake_tokens_per_second=4.0)
+    seen = []
+    with connect(
+        f"{gateway.server.ws_url}/v1/chat",
+        additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        compression=None,
+        open_timeout=WAIT,
+    ) as ws:
+        replies = 0
+        for line in lines + ["> end"]:
+            if line.startswith("> "):
+                for _ in range(replies):
+                    seen.append(json.loads(ws.recv(timeout=WAIT)))
+                replies = 0
+                if line != "> end":
+                    ws.send(line[2:])
+            else:
+                replies += 1
+    shown = [json.loads(line[2:]) for line in lines if line.startswith("< ")]
+    assert [shape(m) for m in seen] == [shape(m) for m in shown]
+    keys = ("type", "id", "stop_reason")
+    assert [[m.get(k) for k in keys] for m in seen] == [[m.get(k) for k in keys] for m in shown]
