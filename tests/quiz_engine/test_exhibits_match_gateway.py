@@ -234,6 +234,12 @@ SSE_EXHIBITS = [
     "errors-009",
 ]
 FAST = 0.3
+DEFAULT_LIMITS = {
+    "max_tokens": 256,
+    "max_stream_seconds": 120.0,
+    "first_token_timeout_seconds": 10.0,
+    "idle_timeout_seconds": 15.0,
+}
 # How the real gateway is made to end a stream with each error code.
 ERROR_RUNS = {
     "idle_timeout": ({"fake_behavior": "stall"}, "idle_timeout_seconds"),
@@ -285,16 +291,7 @@ def real_stream(start_gateway, limits: dict, **settings) -> list[dict[str, str]]
 def test_sse_exhibit_is_what_the_gateway_sends(start_gateway, question_id):
     shown = sse_events(exhibit(question_id))
     start = next((e for e in shown if e["event"] == "start"), None)
-    limits = (
-        json.loads(start["data"])["limits"]
-        if start
-        else {
-            "max_tokens": 256,
-            "max_stream_seconds": 120.0,
-            "first_token_timeout_seconds": 10.0,
-            "idle_timeout_seconds": 15.0,
-        }
-    )
+    limits = json.loads(start["data"])["limits"] if start else DEFAULT_LIMITS
     real = {e["event"]: e for e in real_stream(start_gateway, limits)}
     for event in shown:
         assert list(event) == ["id", "event", "data"], event
@@ -339,3 +336,37 @@ def test_cancel_exhibit_has_the_shape_of_what_the_gateway_sends(start_gateway):
     assert [shape(m) for m in seen] == [shape(m) for m in shown]
     keys = ("type", "id", "stop_reason")
     assert [[m.get(k) for k in keys] for m in seen] == [[m.get(k) for k in keys] for m in shown]
+
+
+CONTRACT = BANK.parent.parent / "reference_impl" / "contract" / "openapi.yaml"
+
+
+def is_excerpt(part, whole) -> bool:
+    """`part` keeps some keys and list items of `whole` and changes nothing it keeps."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(
+            key in whole and is_excerpt(value, whole[key]) for key, value in part.items()
+        )
+    if isinstance(part, list):
+        return isinstance(whole, list) and all(
+            any(is_excerpt(item, candidate) for candidate in whole) for item in part
+        )
+    return part == whole
+
+
+def test_contract_exhibit_is_an_excerpt_of_the_gateway_contract():
+    """contract-004 shows part of the course gateway's OpenAPI document, unchanged."""
+    shown = yaml.safe_load(exhibit("contract-004"))
+    assert is_excerpt(shown, yaml.safe_load(CONTRACT.read_text()))
+
+
+def test_full_response_exhibit_has_the_shape_of_what_the_gateway_sends(start_gateway):
+    """latency-001 shows a POST /v1/ask body and the end event of POST /v1/ask/stream."""
+    text = exhibit("latency-001")
+    body = next(line for line in text.splitlines() if line.startswith('{"request_id"'))
+    gateway = start_gateway()
+    answered = ask(gateway)
+    assert shape(json.loads(body)) == shape(answered.json())
+    end = next(e for e in sse_events(text.split("/v1/ask/stream", 1)[1]) if e.get("event") == "end")
+    real = {e["event"]: e for e in real_stream(start_gateway, DEFAULT_LIMITS)}
+    assert shape(json.loads(end["data"])) == shape(json.loads(real["end"]["data"]))
