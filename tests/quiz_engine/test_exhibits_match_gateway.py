@@ -228,7 +228,6 @@ SSE_EXHIBITS = [
     "sse-wire-005",
     "limits-004",
     "guard-001",
-    "guard-002",
     "guard-005",
     "guard-008",
     "errors-009",
