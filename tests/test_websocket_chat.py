@@ -180,6 +180,17 @@ def test_every_ref_in_the_asyncapi_document_points_at_something():
     walk(document)
 
 
+def test_a_websocket_ask_takes_every_field_rule_from_the_http_ask_request():
+    # One ask schema: the chat's Ask adds its message fields (type, id) and refers to HTTP's
+    # AskRequest for every field they share, so the two can never drift apart.
+    ask_request = contract.load_contract()["components"]["schemas"]["AskRequest"]
+    ask_schema = chat_contract.resolve_payload("ask")
+    for name in ask_request["properties"]:
+        reference = ask_schema["properties"][name]["$ref"]
+        assert reference == f"openapi.yaml#/components/schemas/AskRequest/properties/{name}"
+    assert set(ask_schema["properties"]) == {"type", "id", *ask_request["properties"]}
+
+
 def test_the_apps_websocket_route_is_the_channel_address(start_gateway):
     app = start_gateway().app
     assert contract.app_websocket_routes(app) == {chat_contract.chat_address()} == {"/v1/chat"}
@@ -286,6 +297,32 @@ def test_an_ask_with_both_document_id_and_document_is_refused(start_gateway, cha
     assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0
     client.send(ask(id="q2", max_tokens=2))  # the connection stays open
     assert client.answer("q2")[-1]["stop_reason"] == "max_tokens"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"question": "S3CRET " * 600, "document_id": DOCUMENT},  # above maxLength
+        {"question": "q", "document": ""},
+        {"question": "q", "document_id": DOCUMENT, "max_tokens": 0},
+        {"question": "q", "document_id": DOCUMENT, "max_tokens": "5"},
+        {"question": "q", "document_id": DOCUMENT, "temperature": 0.2},
+    ],
+)
+def test_an_ask_breaking_the_contract_is_told_the_same_rule_over_http_and_websocket(
+    start_gateway, chat, fields
+):
+    gateway = start_gateway()
+    response = gateway.client().post("/v1/ask", json=fields)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    client = chat(gateway)
+    client.send_raw(json.dumps({"type": "ask", "id": "q1", **fields}))
+    error = client.recv()["problem"]
+    assert error["code"] == "invalid_request"
+    # "body: <rule>" over HTTP, "ask: <rule>; see ..." over WebSocket: the same rule.
+    http_rule = response.json()["detail"].removeprefix("body: ")
+    assert error["detail"].removeprefix("ask: ").startswith(http_rule + ";"), (http_rule, error)
+    assert "S3CRET" not in http_rule, "the detail never echoes what was sent"
 
 
 def test_first_ask_must_name_a_document(start_gateway, chat):
