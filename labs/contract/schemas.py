@@ -29,11 +29,10 @@ ASYNCAPI_PATH = Path(__file__).with_name("asyncapi.yaml")
 BASE_URI = "https://contract.realtime-genai-labs.dev/"
 OPENAPI_URI = BASE_URI + "openapi.yaml"
 ASYNCAPI_URI = BASE_URI + "asyncapi.yaml"
-# The keys of an OpenAPI 3.2 Path Item that are operations (`query` is new in 3.2); the others
-# (summary, description, servers, parameters, additionalOperations) describe the path itself.
-HTTP_METHODS = frozenset(
-    {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
-)
+# The keys of an OpenAPI 3.2 Path Item that are operations, in the specification's order
+# (`query` is new in 3.2); the others (summary, description, servers, parameters,
+# additionalOperations) describe the path itself.
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace", "query")
 
 
 class UnresolvableRef(LookupError):
