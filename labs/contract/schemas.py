@@ -126,6 +126,9 @@ def violation(schema: Draft202012Validator, instance: Any, what: str) -> str | N
         if all(len(names) == 1 for names in alternatives):
             names = " or ".join(names[0] for names in alternatives)
             return f"{where or what}: give exactly one of {names}"
+    rule = error.validator_value
+    if isinstance(rule, Mapping) and "description" in rule:
+        return f"{where or what}: {rule['description']}"  # a rule that says what it wants
     if not where:
         return f"{what} breaks the contract's {error.validator!r} rule"
     return f"{what}: {where} breaks the contract's {error.validator!r} rule"
