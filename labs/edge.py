@@ -118,6 +118,11 @@ def checked_ask(fields: Any, what: str) -> AskRequest:
     problem_text = schemas.violation(schemas.validator(ASK_SCHEMA), fields, what)
     if problem_text is not None:
         raise GatewayError("invalid_request", problem_text)
+    return ask_of(fields)
+
+
+def ask_of(fields: dict[str, Any]) -> AskRequest:
+    """The AskRequest of fields that passed the contract's rules for an ask."""
     max_tokens = fields.get("max_tokens")
     return AskRequest(
         question=fields["question"],
@@ -140,11 +145,15 @@ def document_of(message: dict[str, Any]) -> dict[str, str]:
 
 def ask_from_message(message: dict[str, Any], document: dict[str, str]) -> AskRequest:
     """The AskRequest of a WebSocket `ask` message about `document` (see `document_of`),
-    locally (chat.py) and on AWS (ws_handler): checked by the same schema as an HTTP body."""
+    locally (chat.py) and on AWS (ws_handler).
+
+    The message has passed the chat's `Ask` schema, whose fields are AskRequest's own, and
+    `document` holds one of its two fields: checking it again would only cost time.
+    """
     fields = {"question": message["question"], **document}
     if "max_tokens" in message:
         fields["max_tokens"] = message["max_tokens"]
-    return checked_ask(fields, "ask")
+    return ask_of(fields)
 
 
 async def read_ask(request: Request) -> AskRequest:
