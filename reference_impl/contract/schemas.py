@@ -5,7 +5,8 @@ made-up https URIs, so a `$ref` inside one document, or from the chat's to the H
 (`openapi.yaml#/components/schemas/...`), resolves offline and is never fetched. Everything
 that reads the contract (the checks in `validate` and `asyncapi_validate`, the edge's request
 checks, the docs page, the AWS converter) takes the documents, `$ref` resolution and the list of
-HTTP methods from here.
+HTTP methods from here. `validator(uri)` checks a value against any schema in either document,
+and `violation(...)` tells a client what broke which rule, without echoing what it sent.
 """
 
 from __future__ import annotations
