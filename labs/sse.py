@@ -20,6 +20,8 @@ Three rules make an encoder safe, and each is a lab task:
    refused, not cleaned.
 3. A line starting with ":" is a comment. Clients ignore it, proxies see traffic: that is the
    keep-alive that stops an idle proxy from cutting a slow stream. It needs no blank line.
+
+Reading a stream back is a client's job: `parse_stream` hands it to httpx-sse.
 """
 
 from __future__ import annotations
@@ -132,33 +134,26 @@ def encode_comment(text: str = "") -> bytes:
     # END LAB 01
 
 
-def parse_stream(text: str) -> list[dict[str, str]]:
-    """Parse SSE text into events, the way a browser's EventSource does (for tests and notebooks).
+def parse_stream(text: str | bytes) -> list[dict[str, Any]]:
+    """Read a whole SSE body back into events the way a client does (for tests, notebooks and
+    the contract checks), with httpx-sse: parsing is the client's job, so it is not ours to
+    write again.
 
-    Returns dicts with `event` (default "message"), `data`, and `id` when present. Comments are
-    dropped; an event with no data is not dispatched, as the standard says.
+    Each event is a dict: `event` ("message" when unnamed), `data` (its data lines joined with
+    "\n"), `id` (the last event id, carried forward from earlier events as the standard says;
+    left out while there is none) and `retry` when the event set one. Comments are dropped.
     """
-    events: list[dict[str, str]] = []
-    data: list[str] = []
-    fields: dict[str, str] = {}
-    for line in LINE_BREAK.split(text):
-        if line == "":
-            if data:
-                events.append(
-                    {
-                        "event": fields.get("event", "message"),
-                        "data": "\n".join(data),
-                        **({"id": fields["id"]} if "id" in fields else {}),
-                    }
-                )
-            data, fields = [], {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name in ("event", "id", "retry"):
-            fields[name] = value
+    import httpx
+    import httpx_sse
+
+    body = text.encode() if isinstance(text, str) else text
+    response = httpx.Response(200, headers={"content-type": CONTENT_TYPE}, content=body)
+    events: list[dict[str, Any]] = []
+    for event in httpx_sse.EventSource(response).iter_sse():
+        fields: dict[str, Any] = {"event": event.event, "data": event.data}
+        if event.id:
+            fields["id"] = event.id
+        if event.retry is not None:
+            fields["retry"] = event.retry
+        events.append(fields)
     return events

@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -23,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import demo_page, edge
 from .chat import ChatHub
+from .contract.schemas import CONTRACT_PATH, load_contract
 from .documents import builtin
 from .errors import GatewayError, problem, problem_from, problem_response
 from .guard import Delta, Finished, Limits, Progress, guard_stream
@@ -40,7 +40,6 @@ from .wire_sse import (
 )
 
 log = logging.getLogger("gateway")
-CONTRACT_FILE = Path(__file__).parent / "contract" / "openapi.yaml"
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # Stream endings counted in gateway_stream_cancellations_total{reason}.
@@ -60,7 +59,7 @@ class Gateway:
 
     @cached_property
     def contract_text(self) -> str:
-        return CONTRACT_FILE.read_text(encoding="utf-8")
+        return CONTRACT_PATH.read_text(encoding="utf-8")
 
     def limits(self, max_tokens: int) -> Limits:
         s = self.settings
@@ -165,7 +164,6 @@ def create_app(settings: Settings | None = None, model: object | None = None) ->
     @app.get("/docs")
     async def docs() -> HTMLResponse:
         from .contract.docs_page import render_docs_html
-        from .contract.validate import load_contract
 
         return HTMLResponse(render_docs_html(load_contract()))
 

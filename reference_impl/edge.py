@@ -11,12 +11,13 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .contract import schemas
 from .documents import builtin
 from .errors import GatewayError, problem, problem_response
 from .model import ModelRequest
@@ -113,39 +114,39 @@ def authenticate(request: Request, settings: Settings) -> str:
     return key
 
 
-class AskRequest(BaseModel):
-    """The request body of POST /v1/ask and /v1/ask/stream; see AskRequest in the contract."""
+@dataclass(frozen=True)
+class AskRequest:
+    """An ask that passed the contract's `AskRequest` schema: a question about one document."""
 
-    # Unknown fields are an error, not ignored: a client drifting from the contract is told so.
-    model_config = ConfigDict(extra="forbid")
+    question: str
+    document_id: str | None = None
+    document: str | None = None
+    max_tokens: int | None = None
 
-    question: Annotated[str, Field(min_length=1, max_length=4000, strict=True)]
-    document_id: Annotated[str | None, Field(pattern=r"^[a-z0-9-]+$", strict=True)] = None
-    document: Annotated[str | None, Field(min_length=1, strict=True)] = None
-    max_tokens: Annotated[int | None, Field(ge=1)] = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def no_nulls(cls, data: Any) -> Any:
-        # The contract's fields are never nullable: an explicit null is a client bug to report.
-        if isinstance(data, dict):
-            nulls = sorted(str(name) for name, value in data.items() if value is None)
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)} may not be null; leave the field out instead")
-        return data
+# The contract's schema of an ask, the one set of rules for HTTP bodies and WebSocket asks.
+ASK_SCHEMA = schemas.OPENAPI_URI + "#/components/schemas/AskRequest"
 
-    @field_validator("max_tokens", mode="before")
-    @classmethod
-    def no_booleans(cls, value: Any) -> Any:
-        if isinstance(value, bool) or isinstance(value, str):
-            raise ValueError("must be an integer")
-        return value
 
-    @model_validator(mode="after")
-    def one_document(self) -> AskRequest:
-        if (self.document_id is None) == (self.document is None):
-            raise ValueError("give exactly one of document_id or document")
-        return self
+def checked_ask(fields: Any, what: str) -> AskRequest:
+    """The ask in `fields` (a decoded JSON value), or invalid_request naming what breaks the
+    contract's `AskRequest` (never the values sent). `what` names the whole: "body", "ask"."""
+    problem_text = schemas.violation(schemas.validator(ASK_SCHEMA), fields, what)
+    if problem_text is not None:
+        raise GatewayError("invalid_request", problem_text)
+    return ask_of(fields)
+
+
+def ask_of(fields: dict[str, Any]) -> AskRequest:
+    """The AskRequest of fields that passed the contract's rules for an ask."""
+    max_tokens = fields.get("max_tokens")
+    return AskRequest(
+        question=fields["question"],
+        document_id=fields.get("document_id"),
+        document=fields.get("document"),
+        # JSON Schema counts 8.0 as an integer; the model is asked for an int.
+        max_tokens=None if max_tokens is None else int(max_tokens),
+    )
 
 
 # The fields of an ask that name what the question is about: one of them, as in AskRequest.
@@ -160,20 +161,15 @@ def document_of(message: dict[str, Any]) -> dict[str, str]:
 
 def ask_from_message(message: dict[str, Any], document: dict[str, str]) -> AskRequest:
     """The AskRequest of a WebSocket `ask` message about `document` (see `document_of`),
-    locally (chat.py) and on AWS (ws_handler)."""
+    locally (chat.py) and on AWS (ws_handler).
+
+    The message has passed the chat's `Ask` schema, whose fields are AskRequest's own, and
+    `document` holds one of its two fields: checking it again would only cost time.
+    """
     fields = {"question": message["question"], **document}
     if "max_tokens" in message:
         fields["max_tokens"] = message["max_tokens"]
-    return AskRequest(**fields)
-
-
-def describe(error: ValidationError) -> str:
-    """A short list of what is wrong, naming fields, never echoing the values sent."""
-    parts = []
-    for item in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    return ask_of(fields)
 
 
 async def read_ask(request: Request) -> AskRequest:
@@ -185,10 +181,7 @@ async def read_ask(request: Request) -> AskRequest:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise GatewayError("invalid_request", "The body is not valid JSON.") from None
-    try:
-        return AskRequest.model_validate(data)
-    except ValidationError as error:
-        raise GatewayError("invalid_request", describe(error)) from None
+    return checked_ask(data, "body")
 
 
 def model_request(ask: AskRequest, settings: Settings) -> ModelRequest:

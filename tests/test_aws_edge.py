@@ -101,6 +101,51 @@ def test_plan_prints_the_edge_and_calls_no_aws(impl, monkeypatch, capsys):
     assert "responseTransferMode STREAM" in out and "$request.body.type" in out
 
 
+@pytest.fixture
+def no_configured_region(monkeypatch, tmp_path):
+    """An environment with no AWS region anywhere: no variables, an empty config file."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    return tmp_path / "config"
+
+
+@pytest.mark.parametrize(
+    "environment, region",
+    [
+        ({"AWS_REGION": "eu-west-3"}, "eu-west-3"),
+        ({"AWS_DEFAULT_REGION": "ap-southeast-2"}, "ap-southeast-2"),
+        ({"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "ap-southeast-2"}, "eu-west-3"),
+    ],
+)
+def test_plan_takes_the_region_from_the_environment_as_aws_tools_do(
+    impl, no_configured_region, monkeypatch, capsys, environment, region
+):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert impl.load("aws.__main__").main(["plan"]) == 0
+    assert f"arn:aws:lambda:{region}:" in capsys.readouterr().out
+
+
+def test_plan_takes_the_region_from_the_profile_and_the_flag_over_everything(
+    impl, no_configured_region, monkeypatch, capsys
+):
+    no_configured_region.write_text("[default]\nregion = sa-east-1\n")
+    assert impl.load("aws.__main__").main(["plan"]) == 0
+    assert "arn:aws:lambda:sa-east-1:" in capsys.readouterr().out
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert impl.load("aws.__main__").main(["plan", "--region", "us-west-2"]) == 0
+    assert "arn:aws:lambda:us-west-2:" in capsys.readouterr().out
+
+
+def test_plan_without_any_region_says_how_to_give_one(impl, no_configured_region, capsys):
+    with pytest.raises(SystemExit) as exited:
+        impl.load("aws.__main__").main(["plan"])
+    assert exited.value.code == 2
+    assert "pass --region, or set AWS_REGION or AWS_DEFAULT_REGION" in capsys.readouterr().err
+
+
 # --- the REST API ------------------------------------------------------------------------------
 
 

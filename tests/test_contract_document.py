@@ -19,17 +19,15 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from reference_impl.contract import schemas
+
 lab02 = pytest.mark.lab("02")
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACT_FILE = ROOT / "reference_impl" / "contract" / "openapi.yaml"
-URI = "urn:test:contract"
 
 # The codes SPEC-NOTES.md says the Problem `code` enum holds.
 SPEC_CODES = {
@@ -65,43 +63,32 @@ OPERATIONS = {
     ("GET", "/demo/assets/{asset}"),
     ("PUT", "/demo/fake-model"),
 }
-METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
 REQUEST_ID = "req_0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def contract() -> dict[str, Any]:
-    return yaml.safe_load(CONTRACT_FILE.read_text(encoding="utf-8"))
+    # A copy of its own: a test may not change the one the checks share.
+    return yaml.safe_load(schemas.CONTRACT_PATH.read_text(encoding="utf-8"))
 
 
 def deref(contract: dict[str, Any], node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        node = pointer_get(contract, node["$ref"].removeprefix("#"))
-    return node
-
-
-def pointer_get(document: Any, pointer: str) -> Any:
-    for part in pointer.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        document = document[int(part) if isinstance(document, list) else part]
-    return document
+    return schemas.resolve(node, contract)
 
 
 def escape(part: str) -> str:
     return part.replace("~", "~0").replace("/", "~1")
 
 
-def schema_at(contract: dict[str, Any], pointer: str) -> Draft202012Validator:
+def schema_at(pointer: str) -> Draft202012Validator:
     """A validator for the schema at `pointer` in the contract, its $refs resolved in it."""
-    resource = Resource.from_contents(contract, default_specification=DRAFT202012)
-    registry = Registry().with_resource(URI, resource)
-    return Draft202012Validator({"$ref": f"{URI}#{pointer}"}, registry=registry)
+    return schemas.validator(f"{schemas.OPENAPI_URI}#{pointer}")
 
 
 def operations(contract: dict[str, Any]):
     for path, item in contract["paths"].items():
         for method, operation in item.items():
-            if method in METHODS:
+            if method in schemas.HTTP_METHODS:
                 yield method.upper(), path, operation
 
 
@@ -206,7 +193,7 @@ def test_every_ref_in_the_contract_points_at_something(contract):
             if isinstance(node.get("$ref"), str):
                 ref = node["$ref"]
                 assert ref.startswith("#/"), f"{where}: non-local $ref {ref}"
-                pointer_get(contract, ref[1:])  # raises KeyError when it points at nothing
+                schemas.resolve(node, contract)  # raises when it points at nothing
             for key, value in node.items():
                 walk(value, f"{where}/{key}")
         elif isinstance(node, list):
@@ -319,7 +306,7 @@ def test_problem_codes_include_every_agreed_code_and_every_catalogue_code(contra
     ],
 )
 def test_ask_request_needs_exactly_one_of_document_id_or_document(contract, body, valid):
-    validator = schema_at(contract, "/components/schemas/AskRequest")
+    validator = schema_at("/components/schemas/AskRequest")
     assert validator.is_valid(body) is valid
 
 
@@ -333,22 +320,22 @@ def test_every_example_matches_its_schema(contract, impl):
                 assert events[-1]["event"] in ("end", "error"), where
                 assert [e["id"] for e in events] == [str(i) for i in range(1, len(events) + 1)]
                 for item in events:
-                    schema_at(contract, f"{pointer}/itemSchema").validate(item)
+                    schema_at(f"{pointer}/itemSchema").validate(item)
                     variant = next(
                         v
                         for v in contract["components"]["schemas"]["StreamEvent"]["oneOf"]
                         if v["properties"]["event"]["const"] == item["event"]
                     )
                     target = variant["properties"]["data"]["contentSchema"]["$ref"][1:]
-                    schema_at(contract, target).validate(json.loads(item["data"]))
+                    schema_at(target).validate(json.loads(item["data"]))
                 checked += 1
             for key in ("value", "dataValue"):
                 if key in example and "schema" in media:
-                    schema_at(contract, f"{pointer}/schema").validate(example[key])
+                    schema_at(f"{pointer}/schema").validate(example[key])
                     checked += 1
     for name, schema in contract["components"]["schemas"].items():
         for example in schema.get("examples", []):
-            schema_at(contract, f"/components/schemas/{name}").validate(example)
+            schema_at(f"/components/schemas/{name}").validate(example)
             checked += 1
     assert checked >= 15
 

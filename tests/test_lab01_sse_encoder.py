@@ -114,6 +114,13 @@ def test_an_event_without_fields_is_refused(impl):
         impl.sse.encode_event()
 
 
-def test_parser_drops_comments_and_events_without_data(impl):
-    text = ": hello\n\nevent: lonely\n\nid: 3\ndata: x\n\n"
-    assert impl.sse.parse_stream(text) == [{"event": "message", "data": "x", "id": "3"}]
+def test_the_parser_drops_comments_and_carries_the_last_event_id_forward(impl):
+    # WHATWG: an event without an id line has the last event id seen, the one a reconnecting
+    # browser sends back as Last-Event-ID; a client must not lose it.
+    text = ": hello\n\nid: 3\ndata: x\n\ndata: y\n\nid: 4\nevent: end\ndata: z\n\n"
+    assert impl.sse.parse_stream(text) == [
+        {"event": "message", "data": "x", "id": "3"},
+        {"event": "message", "data": "y", "id": "3"},
+        {"event": "end", "data": "z", "id": "4"},
+    ]
+    assert impl.sse.parse_stream("data: first\n\n") == [{"event": "message", "data": "first"}]

@@ -23,8 +23,15 @@ def test_bucket_allows_the_burst_then_refuses_with_the_wait(impl):
     assert bucket.try_take() == pytest.approx(0.5)
     clock.now += 0.5
     assert bucket.try_take() == 0.0
-    clock.now += 100
-    assert [bucket.try_take() for _ in range(4)][:3] == [0.0, 0.0, 0.0], "refill stops at burst"
+
+
+@lab06
+def test_a_long_idle_bucket_refills_only_up_to_its_burst(impl):
+    clock = Clock()
+    bucket = impl.limits.TokenBucket(rate=2.0, burst=3, clock=clock)
+    clock.now += 100  # 200 tokens' worth of time: the bucket still holds only `burst`
+    assert [bucket.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.try_take() == pytest.approx(0.5), "the refill must stop at the burst"
 
 
 @lab06

@@ -12,7 +12,6 @@ import json
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sse_starlette.sse import EventSourceResponse
 from support import QUESTION
 
 from reference_impl import sse
@@ -32,12 +31,28 @@ def test_the_delta_encoder_writes_the_same_bytes_as_the_general_one(index, text,
     assert json.loads(event["data"]) == {"index": index, "text": text}
 
 
-def test_the_send_hook_the_gateway_overrides_is_the_one_sse_starlette_calls():
+def test_every_byte_of_a_stream_goes_out_through_the_send_hook_the_gateway_overrides(
+    start_gateway, monkeypatch
+):
     # WatchedEventSourceResponse replaces sse-starlette's per-send cancel scope with its
-    # watchdog by overriding this method. If a new sse-starlette renamed it, the override would
-    # be silently dead; fail here instead.
-    assert callable(EventSourceResponse.__dict__.get("_send_with_timeout"))
+    # watchdog by overriding this method. If a new sse-starlette renamed it, or stopped sending
+    # through it, the override would be silently dead (and every send would pay for a cancel
+    # scope again); fail here instead.
     assert "_send_with_timeout" in WatchedEventSourceResponse.__dict__
+    overridden = WatchedEventSourceResponse._send_with_timeout
+    through_the_hook: list[bytes] = []
+
+    def recording_hook(self, send, message):
+        through_the_hook.append(message.get("body", b""))
+        return overridden(self, send, message)
+
+    monkeypatch.setattr(WatchedEventSourceResponse, "_send_with_timeout", recording_hook)
+    gateway = start_gateway()
+    client = gateway.client()
+    with client.http.stream("POST", "/v1/ask/stream", json=QUESTION) as response:
+        received = response.read()
+    assert response.status_code == 200 and received.count(b"event: delta") >= 2
+    assert b"".join(through_the_hook) == received
 
 
 class ModelThatWillNotClose:

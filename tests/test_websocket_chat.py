@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from reference_impl.contract import asyncapi_validate as chat_contract
+from reference_impl.contract import schemas
 from reference_impl.contract import validate as contract
 
 pytestmark = pytest.mark.timeout(60)
@@ -159,18 +160,16 @@ def test_asyncapi_document_is_a_3_0_document_whose_messages_all_have_schemas():
 
 
 def test_every_ref_in_the_asyncapi_document_points_at_something():
-    document = chat_contract.load_asyncapi()
-    openapi = contract.load_contract()
+    document = schemas.load_asyncapi()
+    # Resolved as the checks resolve them: relative to the AsyncAPI document, offline.
+    resolver = schemas.registry().resolver(base_uri=schemas.ASYNCAPI_URI)
 
     def walk(node):
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str):
-                target_doc, _, pointer = ref.partition("#")
-                target = openapi if target_doc == "openapi.yaml" else document
-                assert target_doc in ("", "openapi.yaml"), ref
-                for part in pointer.split("/")[1:]:
-                    target = target[part]
+                assert ref.startswith(("#/", "openapi.yaml#/")), ref
+                resolver.lookup(ref)  # raises when it points at nothing
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -178,6 +177,17 @@ def test_every_ref_in_the_asyncapi_document_points_at_something():
                 walk(value)
 
     walk(document)
+
+
+def test_a_websocket_ask_takes_every_field_rule_from_the_http_ask_request():
+    # One ask schema: the chat's Ask adds its message fields (type, id) and refers to HTTP's
+    # AskRequest for every field they share, so the two can never drift apart.
+    ask_request = contract.load_contract()["components"]["schemas"]["AskRequest"]
+    ask_schema = chat_contract.resolve_payload("ask")
+    for name in ask_request["properties"]:
+        reference = ask_schema["properties"][name]["$ref"]
+        assert reference == f"openapi.yaml#/components/schemas/AskRequest/properties/{name}"
+    assert set(ask_schema["properties"]) == {"type", "id", *ask_request["properties"]}
 
 
 def test_the_apps_websocket_route_is_the_channel_address(start_gateway):
@@ -286,6 +296,32 @@ def test_an_ask_with_both_document_id_and_document_is_refused(start_gateway, cha
     assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0
     client.send(ask(id="q2", max_tokens=2))  # the connection stays open
     assert client.answer("q2")[-1]["stop_reason"] == "max_tokens"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"question": "S3CRET " * 600, "document_id": DOCUMENT},  # above maxLength
+        {"question": "q", "document": ""},
+        {"question": "q", "document_id": DOCUMENT, "max_tokens": 0},
+        {"question": "q", "document_id": DOCUMENT, "max_tokens": "5"},
+        {"question": "q", "document_id": DOCUMENT, "temperature": 0.2},
+    ],
+)
+def test_an_ask_breaking_the_contract_is_told_the_same_rule_over_http_and_websocket(
+    start_gateway, chat, fields
+):
+    gateway = start_gateway()
+    response = gateway.client().post("/v1/ask", json=fields)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    client = chat(gateway)
+    client.send_raw(json.dumps({"type": "ask", "id": "q1", **fields}))
+    error = client.recv()["problem"]
+    assert error["code"] == "invalid_request"
+    # "body: <rule>" over HTTP, "ask: <rule>; see ..." over WebSocket: the same rule.
+    http_rule = response.json()["detail"].removeprefix("body: ")
+    assert error["detail"].removeprefix("ask: ").startswith(http_rule + ";"), (http_rule, error)
+    assert "S3CRET" not in http_rule, "the detail never echoes what was sent"
 
 
 def test_first_ask_must_name_a_document(start_gateway, chat):

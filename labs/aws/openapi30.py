@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..contract.validate import load_contract
+from ..contract.schemas import HTTP_METHODS, load_contract
 
 DROPPED_SCHEMA_KEYS = {
     "contentMediaType",
@@ -144,7 +144,8 @@ def request_body_30(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+# OpenAPI 3.0 has every 3.2 operation but `query`.
+METHODS_30 = tuple(method for method in HTTP_METHODS if method != "query")
 
 
 def operation_30(operation: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def to_openapi_30(contract: dict[str, Any]) -> dict[str, Any]:
         path: {
             method: operation_30(operation)
             for method, operation in item.items()
-            if method in HTTP_METHODS
+            if method in METHODS_30
         }
         for path, item in contract["paths"].items()
     }

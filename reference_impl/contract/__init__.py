@@ -1,8 +1,5 @@
-"""The gateway's contract: `openapi.yaml` (OpenAPI 3.2, written by hand, first), the checks that
-hold the code to it (`validate`) and the offline documentation page rendered from it
-(`docs_page`). Import those modules directly; this package itself imports nothing heavy.
+"""The gateway's contract: `openapi.yaml` (OpenAPI 3.2, written by hand, first) and
+`asyncapi.yaml` (the WebSocket chat), read by `schemas`; the checks that hold the code to them
+(`validate`, `asyncapi_validate`) and the offline documentation page rendered from the first
+(`docs_page`). Import those modules directly; this package itself imports nothing.
 """
-
-from pathlib import Path
-
-CONTRACT_PATH = Path(__file__).with_name("openapi.yaml")

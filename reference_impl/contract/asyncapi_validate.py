@@ -3,37 +3,23 @@
 `validate_client_message(message)` and `validate_server_message(message)` pick the message's
 payload schema by its `type` and validate it with jsonschema; a failure raises
 `ContractViolation` (an AssertionError) naming the message and the JSON pointer of the bad
-field. The payload schemas reference shared shapes in `openapi.yaml` (`Problem`, `Usage`, ...);
-both documents are registered under made-up https URIs, so those references resolve offline
-and are never fetched.
+field. The payload schemas reference shared shapes in `openapi.yaml` (`Problem`, `Usage`, the
+fields of `AskRequest`, ...); `schemas` resolves those references offline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-from .validate import ContractViolation, json_pointer, load_contract
+from .schemas import ASYNCAPI_URI, json_pointer, load_asyncapi, resolve, validator, violation
+from .validate import ContractViolation
 
-ASYNCAPI_PATH = Path(__file__).with_name("asyncapi.yaml")
-BASE_URI = "https://contract.realtime-genai-labs.dev/"
-ASYNCAPI_URI = BASE_URI + "asyncapi.yaml"
-OPENAPI_URI = BASE_URI + "openapi.yaml"
 CHANNEL = "chat"
-
-
-@cache
-def load_asyncapi() -> dict[str, Any]:
-    """The AsyncAPI document as a dict, read once. Treat it as read-only: it is shared."""
-    return yaml.safe_load(ASYNCAPI_PATH.read_text(encoding="utf-8"))
 
 
 def chat_address() -> str:
@@ -44,21 +30,7 @@ def chat_address() -> str:
 def resolve_payload(name: str) -> dict[str, Any]:
     """The payload schema of message `name` ("ask", "start", ...), its local $ref followed."""
     document = load_asyncapi()
-    ref = document["components"]["messages"][name]["payload"]["$ref"]
-    node: Any = document
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node
-
-
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [
-            (ASYNCAPI_URI, Resource.from_contents(load_asyncapi(), DRAFT202012)),
-            (OPENAPI_URI, Resource.from_contents(load_contract(), DRAFT202012)),
-        ]
-    )
+    return resolve(document["components"]["messages"][name]["payload"], document)
 
 
 def _message_names(action: str) -> set[str]:
@@ -75,13 +47,11 @@ def _message_names(action: str) -> set[str]:
 def _validators(action: str) -> dict[str, Draft202012Validator]:
     """One validator per message type that `action` carries: {"ask": ..., "cancel": ...}."""
     messages = load_asyncapi()["components"]["messages"]
-    validators = {}
-    for name in _message_names(action):
-        pointer = messages[name]["payload"]["$ref"]  # "#/components/schemas/Ask"
-        validators[name] = Draft202012Validator(
-            {"$ref": ASYNCAPI_URI + pointer}, registry=_registry()
-        )
-    return validators
+    # Each payload is a $ref such as "#/components/schemas/Ask".
+    return {
+        name: validator(ASYNCAPI_URI + messages[name]["payload"]["$ref"])
+        for name in _message_names(action)
+    }
 
 
 def _validate(message: Any, action: str, who: str) -> dict[str, Any]:
@@ -122,10 +92,4 @@ def client_message_error(message: Any) -> str | None:
     kind = message.get("type")
     if kind not in validators:
         return f"type must be one of {', '.join(sorted(validators))}"
-    error = best_match(validators[kind].iter_errors(dict(message)))
-    if error is None:
-        return None
-    if error.validator in ("required", "additionalProperties"):
-        return f"{kind}: {error.message}"  # names the property, not a value
-    where = json_pointer(error.absolute_path).lstrip("/") or kind
-    return f"{kind}: {where} breaks the contract's {error.validator!r} rule"
+    return violation(validators[kind], dict(message), kind)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace", "query")
+from .schemas import HTTP_METHODS, UnresolvableRef, resolve
 
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; color: #1d232a; max-width: 62rem;
@@ -86,21 +86,12 @@ def _anchor(kind: str, name: str) -> str:
 
 
 def _deref(contract: Mapping[str, Any], node: Any) -> Any:
-    """Follow local `$ref`s between OpenAPI objects (responses, headers, request bodies)."""
-    seen: set[str] = set()
-    while isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
-        ref = node["$ref"]
-        if not ref.startswith("#/") or ref in seen:
-            return node
-        seen.add(ref)
-        target: Any = contract
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(target, Mapping) or part not in target:
-                return node
-            target = target[part]
-        node = target
-    return node
+    """Follow local `$ref`s between OpenAPI objects (responses, headers, request bodies); a
+    `$ref` that cannot be followed is shown as it is."""
+    try:
+        return resolve(node, contract)
+    except UnresolvableRef:
+        return node
 
 
 def _type_label(schema: Any) -> str:

@@ -21,27 +21,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 from starlette.routing import Route, WebSocketRoute
 
 from ..sse import parse_stream
+from . import schemas
+from .schemas import CONTRACT_PATH as CONTRACT_PATH  # the contract's file, for its readers
+from .schemas import HTTP_METHODS, OPENAPI_URI, json_pointer, load_contract
 
-CONTRACT_PATH = Path(__file__).with_name("openapi.yaml")
-# The URI the contract is registered under for `$ref` resolution; never fetched.
-CONTRACT_URI = "urn:realtime-genai-api-labs:contract"
-# The keys of an OpenAPI 3.2 Path Item that are operations (`query` is new in 3.2); the others
-# (summary, description, servers, parameters, additionalOperations) describe the path itself.
-HTTP_METHODS = frozenset(
-    {"get", "put", "post", "delete", "options", "head", "patch", "trace", "query"}
-)
 STREAM_EVENT_SCHEMA = "#/components/schemas/StreamEvent"
 TERMINAL_EVENTS = frozenset({"end", "error"})
 
@@ -53,38 +43,21 @@ class ContractViolation(AssertionError):
 # --- reading the contract -------------------------------------------------------------------
 
 
-@cache
-def load_contract() -> dict[str, Any]:
-    """The contract as a dict, read once. Treat it as read-only: it is shared."""
-    return yaml.safe_load(CONTRACT_PATH.read_text(encoding="utf-8"))
-
-
-@cache
-def _registry() -> Registry:
-    """A registry that resolves `CONTRACT_URI#/components/...` into the contract."""
-    resource = Resource.from_contents(load_contract(), default_specification=DRAFT202012)
-    return Registry().with_resource(CONTRACT_URI, resource)
-
-
 def resolve(node: Any) -> Any:
     """Follow a local `$ref` (`#/components/...`) in an OpenAPI object, however many hops."""
-    seen = set()
-    while isinstance(node, Mapping) and "$ref" in node:
-        ref = node["$ref"]
-        if not ref.startswith("#/") or ref in seen:
-            raise ContractViolation(f"the contract has a $ref this checker cannot follow: {ref}")
-        seen.add(ref)
-        node = load_contract()
-        for part in ref[2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
+    try:
+        return schemas.resolve(node)
+    except schemas.UnresolvableRef as error:
+        raise ContractViolation(
+            f"the contract has a $ref this checker cannot follow: {error}"
+        ) from None
 
 
 def _absolute_refs(schema: Any) -> Any:
     """A copy of a contract schema whose `#/...` refs name the contract, wherever it is used."""
     if isinstance(schema, Mapping):
         return {
-            key: CONTRACT_URI + value
+            key: OPENAPI_URI + value
             if key == "$ref" and isinstance(value, str) and value.startswith("#")
             else _absolute_refs(value)
             for key, value in schema.items()
@@ -94,18 +67,13 @@ def _absolute_refs(schema: Any) -> Any:
     return schema
 
 
-def json_pointer(path: Iterable[Any]) -> str:
-    """The RFC 6901 JSON pointer of a place in a document, e.g. `/usage/input_tokens`."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
-
-
 def check_against(schema: Any, instance: Any, where: str) -> None:
     """Validate `instance` against `schema`, a schema taken from the contract.
 
     `$ref`s inside the schema (`#/components/schemas/...`) are resolved into the contract. The
     error names `where` and the JSON pointer of the failing value inside `instance`.
     """
-    validator = Draft202012Validator(_absolute_refs(schema), registry=_registry())
+    validator = Draft202012Validator(_absolute_refs(schema), registry=schemas.registry())
     error = best_match(validator.iter_errors(instance))
     if error is not None:
         pointer = json_pointer(error.absolute_path)
