@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import relevance
@@ -83,9 +84,37 @@ def registry() -> Registry:
 
 
 @cache
+@cache
 def validator(uri: str) -> Draft202012Validator:
     """A validator for the schema at `uri`, e.g. `OPENAPI_URI + "#/components/schemas/X"`."""
     return Draft202012Validator({"$ref": uri}, registry=registry())
+
+
+@cache
+def quick_check(uri: str):
+    """A compiled yes/no check of the schema at `uri` in the HTTP contract, for the hot path.
+
+    Checking a valid ask with `jsonschema` costs about 250 µs (most of it following `$ref`s
+    through the registry), a fifth of the time to first token the gateway may add; the compiled
+    check costs under 1 µs. It says only valid or not: `violation` explains a failure.
+    """
+    pointer = uri.removeprefix(OPENAPI_URI)
+    if pointer == uri:
+        raise ValueError(f"{uri} is not in the HTTP contract")
+    return jsonschema_rs.validator_for(inline(resolve({"$ref": pointer}))).is_valid
+
+
+def inline(node: Any, document: Mapping[str, Any] | None = None) -> Any:
+    """`node` with every local `$ref` replaced by what it points to (the contract has no
+    recursive schemas, so this ends)."""
+    document = load_contract() if document is None else document
+    if isinstance(node, Mapping):
+        if isinstance(node.get("$ref"), str):
+            return inline(resolve(node, document), document)
+        return {key: inline(value, document) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inline(item, document) for item in node]
+    return node
 
 
 def json_pointer(path: Any) -> str:
