@@ -210,7 +210,7 @@ def test_the_client_retries_with_backoff_and_bounded_timeouts_from_the_settings(
 
 def test_gateway_model_bedrock_builds_the_bedrock_adapter(impl, aws):
     settings = impl.settings.Settings(model="bedrock", bedrock_model_id="amazon.nova-lite-v1:0")
-    model = impl.model.build_model(settings)
+    model = impl.gateway.build_model(settings)
     assert model.name == "bedrock:amazon.nova-lite-v1:0"
 
 

@@ -315,7 +315,7 @@ def test_cancel_stops_a_stalled_model_at_once_and_ends_with_the_partial_usage(st
     assert end["usage"]["output_tokens"] == 3 and end["usage"]["input_tokens"] > 0
     assert elapsed < 0.05, f"the cancel took {elapsed * 1000:.1f} ms"
     assert gateway.metric("gateway_streams_active") == 0
-    assert gateway.metric("gateway_stream_cancellations_total", reason="client_cancel") == 1
+    assert gateway.metric("gateway_stream_cancellations_total", reason="cancelled") == 1
     # The connection is free for the next answer.
     client.send({"type": "ping"})
     assert client.recv() == {"type": "pong"}

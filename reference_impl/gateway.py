@@ -1,0 +1,44 @@
+"""What one gateway app owns: its settings, its model, its admission limits and its metrics.
+
+Every route and every chat connection of an app reads the same `Gateway` from
+`app.state.gateway`; two apps in one process (tests, notebooks) share nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .limits import Admission
+from .metrics import Metrics
+from .model import FakeModel, Model
+from .settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    model: Model
+    metrics: Metrics = field(default_factory=Metrics)
+    admission: Admission | None = None
+
+    def __post_init__(self) -> None:
+        if self.admission is None:
+            self.admission = Admission(self.settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: Model | None = None) -> Gateway:
+        return cls(settings, model or build_model(settings))
+
+    def reject(self, code: str) -> None:
+        """Count a request or stream refused or ended with the catalogue's `code`."""
+        self.metrics.rejections.labels(code=code).inc()
+
+
+def build_model(settings: Settings) -> Model:
+    """The model named by GATEWAY_MODEL: the fake one, or Amazon Bedrock."""
+    if settings.model == "bedrock":
+        # Imported here, so the offline course never needs boto3 loaded or AWS credentials.
+        from .bedrock import BedrockModel
+
+        return BedrockModel(settings)
+    return FakeModel(settings)
