@@ -130,7 +130,9 @@ def test_a_steady_but_endless_stream_is_cut_at_the_maximum_duration(impl):
 @lab05
 def test_slow_but_steady_tokens_within_the_idle_timeout_are_not_cut(impl):
     model = ScriptedModel(impl, tokens=4, gap=0.1)
-    items, progress = run_guard(impl, model, idle_timeout_seconds=0.5, first_token_timeout_seconds=0.5)
+    items, progress = run_guard(
+        impl, model, idle_timeout_seconds=0.5, first_token_timeout_seconds=0.5
+    )
     assert kinds(items) == ["Delta"] * 4 + ["Finished"]
     assert items[-1].stop_reason == "end_turn" and progress.delivered == 4
 
