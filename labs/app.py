@@ -35,6 +35,7 @@ from .errors import GatewayError, problem, problem_from, problem_response
 from .gateway import Gateway
 from .guard import Delta, Finished, end_data
 from .model import Model
+from .request_id import RequestIdMiddleware, new_request_id
 from .session import StreamSession
 from .settings import Settings
 from .wire_sse import PingComment, WatchedEventSourceResponse, sse_body
@@ -52,7 +53,7 @@ def gateway_of(connection: HTTPConnection) -> Gateway:
 
 
 def request_id_of(connection: HTTPConnection) -> str:
-    return connection.scope.get("state", {}).get("request_id") or edge.new_request_id()
+    return connection.scope.get("state", {}).get("request_id") or new_request_id()
 
 
 async def api_key(request: Request) -> str:
@@ -224,7 +225,11 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     app.state.shutdown_streams = hub.shutdown
     # Options that belong to the server, not the app; BackgroundServer and the CLI apply them.
     app.state.uvicorn_options = {"ws_per_message_deflate": gateway.settings.ws_per_message_deflate}
-    app.add_middleware(edge.EdgeMiddleware, settings=gateway.settings, on_reject=gateway.reject)
+    # Outermost last: every request gets its id first, then the body size is checked.
+    app.add_middleware(
+        edge.BodySizeLimitMiddleware, settings=gateway.settings, on_reject=gateway.reject
+    )
+    app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -35,6 +35,7 @@ from .errors import GatewayError
 from .guard import Delta
 from .limits import TokenBucket
 from .model import ModelRequest, Turn
+from .request_id import new_request_id
 from .session import StreamSession
 from .tickets import TicketBook
 
@@ -158,7 +159,7 @@ class ChatHub:
         self.gateway.reject(error.code)
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await websocket.accept()
-            message = wire_ws.error_message(None, error, edge.new_request_id())
+            message = wire_ws.error_message(None, error, new_request_id())
             await websocket.send_text(wire_ws.encode(message))
             await websocket.close(code, error.code)
 
@@ -205,7 +206,7 @@ class ChatConnection:
         # What the conversation is about: the document fields of the last ask that named one.
         self.document: dict[str, str] = {}
         # For errors about the connection itself (no ask to name).
-        self.request_id = edge.new_request_id()
+        self.request_id = new_request_id()
 
     # --- the receive loop -------------------------------------------------------------------
 
@@ -264,7 +265,7 @@ class ChatConnection:
     # --- ask: admission, then the answer task -----------------------------------------------
 
     async def ask(self, message: dict[str, Any]) -> None:
-        ask_id, request_id = message["id"], edge.new_request_id()
+        ask_id, request_id = message["id"], new_request_id()
         if self.answer is not None:
             # One answer at a time: a second one would interleave its tokens with the first.
             error = GatewayError(

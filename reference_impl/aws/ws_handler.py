@@ -39,6 +39,7 @@ from ..contract.asyncapi_validate import client_message_error
 from ..errors import GatewayError
 from ..gateway import Gateway
 from ..model import ModelRequest
+from ..request_id import new_request_id
 from ..session import StreamSession
 from ..settings import Settings
 from ..wire_ws import answer_message, encode, error_message, readable_id, start_message
@@ -117,7 +118,7 @@ async def stream_answer(
 ) -> str:
     # API Gateway's usage plan has throttled the caller already; the admission here refuses
     # only a request that could never fit the token budget.
-    session = StreamSession.admit(gateway, "lambda", request, edge.new_request_id())
+    session = StreamSession.admit(gateway, "lambda", request, new_request_id())
     stopped_because = "client_disconnect"
     try:
         if not connection.send(start_message(ask_id, session.request_id, False)):
@@ -150,7 +151,7 @@ def handler(event: dict[str, Any], context: Any, *, clients: dict[str, Any] | No
         "apigatewaymanagementapi", endpoint_url=management_endpoint(event)
     )
     connection = Connection(management, request_context["connectionId"])
-    request_id = edge.new_request_id()
+    request_id = new_request_id()
     try:
         message = json.loads(event.get("body") or "")
     except ValueError:
