@@ -221,7 +221,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     # uvicorn closes every WebSocket with 1012 as it stops, before the lifespan shutdown runs;
     # BackgroundServer.stop calls this first, so each open answer gets an `error` before that.
     app.state.before_server_stop = hub.before_server_stop
-    # The same, for a server that calls it on its own loop (cli.GatewayServer).
+    # The same, for a server that calls it on its own loop (background.GatewayServer).
     app.state.shutdown_streams = hub.shutdown
     # Options that belong to the server, not the app; BackgroundServer and the CLI apply them.
     app.state.uvicorn_options = {"ws_per_message_deflate": gateway.settings.ws_per_message_deflate}
