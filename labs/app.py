@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -38,6 +39,9 @@ from .model import Model
 from .request_id import RequestIdMiddleware, new_request_id
 from .session import StreamSession
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
 from .wire_sse import PingComment, WatchedEventSourceResponse, sse_body
 
 log = logging.getLogger("gateway")
@@ -204,9 +208,12 @@ async def chat(websocket: WebSocket) -> None:
 # --- the app ------------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
-    """A gateway app; settings default to the GATEWAY_* environment, the model to the settings."""
-    gateway = Gateway.from_settings(settings or Settings(), model)
+def create_app(
+    settings: Settings | None = None, model: Model | None = None, telemetry: Telemetry | None = None
+) -> FastAPI:
+    """A gateway app; settings default to the GATEWAY_* environment, the model to the settings,
+    telemetry to GATEWAY_TELEMETRY (off)."""
+    gateway = Gateway.from_settings(settings or Settings(), model, telemetry)
     app = FastAPI(
         title="Realtime GenAI API Labs gateway",
         # The routes themselves, not include_router's lazy wrapper, so `app.routes` lists each

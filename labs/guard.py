@@ -72,7 +72,9 @@ class Progress:
     generated: int = 0  # tokens the model produced, by our count (the cost meter)
     delivered: int = 0  # tokens handed on to the client
     input_tokens: int = 0  # the prompt, by our tokenizer (the admission estimate)
-    first_token_at: float | None = None
+    first_token_at: float | None = None  # on time.perf_counter()
+    first_chunk_at: float = 0.0  # the first and the latest token, on the event loop's clock
+    last_chunk_at: float = 0.0
     # The model's own usage, when its stop reported one (Bedrock's metadata.usage): billed
     # instead of our estimates.
     reported_input_tokens: int | None = None
@@ -213,9 +215,12 @@ async def guard_stream(
             raise NotImplementedError('Lab 05: cut a model that ignores max_tokens, at the edge — see notebooks/05_stream_guard.ipynb')
             yield  # never reached; keeps this function a generator
             # END LAB 05
+            now = loop.time()
             if progress.first_token_at is None:
                 progress.first_token_at = time.perf_counter()
-            deadlines.token_arrived(loop.time())
+                progress.first_chunk_at = now
+            progress.last_chunk_at = now
+            deadlines.token_arrived(now)
             yield Delta(progress.delivered, event.text)
             progress.delivered += 1
     except GatewayError as error:

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     fake_tokens_per_second: float = Field(40.0, gt=0)
     fake_first_token_seconds: float = Field(0.2, ge=0)
     fake_behavior: Literal["normal", "runaway", "stall", "fail_midstream", "throttled"] = "normal"
+    # OpenTelemetry spans and GenAI metrics for every stream (reference_impl/telemetry.py), sent
+    # wherever the process's OpenTelemetry SDK is configured to send them. Off: it costs nothing.
+    telemetry: bool = False
     # Prices make the cost meter speak in dollars. Illustrative values per 1K tokens, not a
     # quote for any real model.
     price_per_1k_input_tokens: float = Field(0.003, ge=0)

@@ -70,12 +70,16 @@ class StreamSession:
         hold: Hold,
         request_id: str,
         started: float | None = None,
+        admitting_at: float | None = None,
     ) -> None:
         self.gateway = gateway
         self.request = request
         self.hold = hold
         self.request_id = request_id
-        self.started = time.perf_counter() if started is None else started
+        self.admitted_at = time.perf_counter()
+        self.started = self.admitted_at if started is None else started
+        # When admission began: the edge checks ran from `started` to here (for the spans).
+        self.admitting_at = self.admitted_at if admitting_at is None else admitting_at
         self.limits = gateway.settings.stream_limits(request.max_tokens)
         self.progress = Progress()
         self.items: AsyncIterator[Delta | Finished] = guard_stream(
@@ -94,10 +98,11 @@ class StreamSession:
     ) -> StreamSession:
         """Take a stream slot and reserve the key's tokens, or raise the refusal. The key's
         request rate is checked before, when the request arrives (see app.api_key)."""
+        admitting_at = time.perf_counter()
         hold = gateway.admission.admit(key, request.prompt_tokens, request.max_tokens)
         gateway.metrics.model_requests.labels(model=gateway.model.name).inc()
         gateway.metrics.streams_active.inc()
-        return cls(gateway, request, hold, request_id, started)
+        return cls(gateway, request, hold, request_id, started, admitting_at)
 
     def start_data(self) -> dict[str, Any]:
         """What the `start` event of an SSE stream says."""
@@ -153,10 +158,14 @@ class StreamSession:
         if self.closed:
             return
         self.closed = True
+        closing_at = time.perf_counter()
         try:
             await self.items.aclose()
         finally:
-            self.settle(self.ending(stopped_because))
+            ending = self.ending(stopped_because)
+            self.settle(ending)
+            if self.gateway.telemetry is not None:  # off by default: this check is all it costs
+                self.gateway.telemetry.record(self, ending, closing_at)
 
     def settle(self, ending: str) -> None:
         """Bill what the model generated, free the slot and count the stream: every metric of
