@@ -16,12 +16,23 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node of `tree` that can run: `if TYPE_CHECKING:` blocks are for type checkers."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *runtime_nodes(child)])
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def imports_of(path: Path, root: Path) -> set[str]:
-    """Every module `path` imports, at the top or inside a function, relative ones resolved."""
+    """Every module `path` imports when it runs, at the top or inside a function, relative
+    ones resolved."""
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
