@@ -8,6 +8,7 @@ with a client that raises it. Nothing here can reach AWS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
@@ -409,3 +410,14 @@ def test_the_end_message_says_bedrocks_usage_not_our_tokenizers(ws):
     end = pushed()[-1]
     validate_server_message(end)
     assert end["type"] == "end" and end["usage"] == {"input_tokens": 31, "output_tokens": 9}
+
+
+def test_the_handler_also_runs_where_an_event_loop_is_running(ws):
+    # A notebook's kernel runs one; Lambda does not. The handler works in both.
+    invoke, fake, _ = ws
+
+    async def from_a_running_loop():
+        return invoke(ws_event("ask", ASK), fake.answer(["ok"]))
+
+    result, _ = asyncio.run(from_a_running_loop())
+    assert result == {"statusCode": 200} and pushed()[-1]["type"] == "end"

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +112,19 @@ def answer(
     the stream's maximum duration."""
     stream_settings = settings.model_copy(update={"max_stream_seconds": budget_seconds})
     gateway = Gateway(stream_settings, BedrockModel(stream_settings, client=bedrock_client))
-    return asyncio.run(stream_answer(connection, ask_id, request, gateway))
+    return run_to_end(stream_answer(connection, ask_id, request, gateway))
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, str]) -> str:
+    """Run `coroutine` from synchronous code. Lambda calls the handler with no event loop
+    running; a notebook's kernel has one in this thread, so there it runs in a thread of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def stream_answer(
