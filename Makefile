@@ -77,7 +77,7 @@ catch-up: setup
 
 ## gateway: run the gateway on http://127.0.0.1:8000 (make gateway ARGS="--port 9000")
 gateway: setup
-	$(BIN)/python -m reference_impl $(ARGS)
+	$(BIN)/python -m course.serve $(ARGS)
 
 ## cheatsheet: regenerate docs/cheatsheet.md from quizzes/rules.yaml
 cheatsheet: setup

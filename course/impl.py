@@ -1,6 +1,6 @@
 """The one switch between `reference_impl` (the solutions) and `labs` (the learner's copy).
 
-Everything that runs course code (pytest, the notebooks, `python -m reference_impl`) asks this
+Everything that runs course code (pytest, the notebooks, `python -m course.serve`) asks this
 module which package to use, so an instructor flips the whole course with one word:
 
     LAB_IMPL=labs make check        # grade the learner's code

@@ -178,7 +178,6 @@ class StreamReader:
         self.stop_reason: str | None = None
         self.usage: dict[str, int] = {}
         self.latency_ms: int | None = None
-        self.deltas = 0
         self.done = False
 
     def next_event(self) -> ModelEvent | None:
@@ -199,10 +198,11 @@ class StreamReader:
         self.done = True
         if self.stop_reason is None:
             raise GatewayError("model_error", "The model stream ended without a stop reason.")
+        # Bedrock's own count is what the call costs; without one the gateway bills its estimate.
         return BedrockStop(
             stop_reason_of(self.stop_reason),
-            self.usage.get("inputTokens", self.request.prompt_tokens),
-            self.usage.get("outputTokens", self.deltas),
+            self.usage.get("inputTokens"),
+            self.usage.get("outputTokens"),
             self.latency_ms,
         )
 
@@ -210,7 +210,6 @@ class StreamReader:
         if "contentBlockDelta" in event:
             text = event["contentBlockDelta"].get("delta", {}).get("text")
             if text:
-                self.deltas += 1
                 return TextDelta(text)
         elif "messageStop" in event:
             self.stop_reason = event["messageStop"].get("stopReason")

@@ -3,10 +3,11 @@
 # Instructors: edit reference_impl/ and run `make labs`, never this file.
 """Models the gateway can stream from, behind one small interface.
 
-A model is an object with a `name` and an async generator `stream(request)` that yields
-`TextDelta`s and finally one `ModelStop`. Errors are raised as `GatewayError`s from the one
-catalogue, so the edge treats every model the same way. `FakeModel` (the default) is offline and
-deterministic.
+A model (`Model`) has a `name` and an async generator `stream(request)` that yields
+`TextDelta`s and finally one `ModelStop`, with the model's own token usage when it reports one.
+Errors are raised as `GatewayError`s from the one catalogue, so the edge treats every model the
+same way. `FakeModel` (the default) is offline and deterministic; `bedrock.BedrockModel` is
+Amazon Bedrock. `gateway.build_model` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import GatewayError
 from .settings import Settings
@@ -23,8 +25,16 @@ from .tokenizer import count_tokens, tokenize
 
 @dataclass(frozen=True)
 class Turn:
+    """One earlier question and answer of a conversation, and its size in prompt tokens."""
+
     question: str
     answer: str
+    tokens: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Counted once, here: the prompt of every follow-up and the chat's history budget
+        # both read it.
+        object.__setattr__(self, "tokens", count_tokens(self.question) + count_tokens(self.answer))
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class ModelRequest:
 
     @property
     def prompt_tokens(self) -> int:
-        earlier = sum(count_tokens(t.question) + count_tokens(t.answer) for t in self.history)
+        earlier = sum(turn.tokens for turn in self.history)
         return count_tokens(self.question) + count_tokens(self.document) + earlier
 
 
@@ -47,12 +57,24 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class ModelStop:
+    """The end of an answer, with the model's own token usage when it reports one (None
+    otherwise); a reported usage is what the stream is billed."""
+
     stop_reason: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 ModelEvent = TextDelta | ModelStop
+
+
+class Model(Protocol):
+    """What the gateway streams from."""
+
+    name: str
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
 
 STOP_WORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its of on or the this to "
@@ -138,13 +160,3 @@ class FakeModel:
             delay = start + emitted * interval - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
         yield ModelStop("end_turn", request.prompt_tokens, emitted)
-
-
-def build_model(settings: Settings):
-    """The model named by GATEWAY_MODEL: the fake one, or Amazon Bedrock."""
-    if settings.model == "bedrock":
-        # Imported here, so the offline course never needs boto3 loaded or AWS credentials.
-        from .bedrock import BedrockModel
-
-        return BedrockModel(settings)
-    return FakeModel(settings)

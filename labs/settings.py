@@ -13,6 +13,7 @@ the client's request varies, and it can never raise a limit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,6 +21,20 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
 FakeBehavior = Literal["normal", "runaway", "stall", "fail_midstream", "throttled"]
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """The limits on one stream, which the guard enforces and the `start` event announces.
+
+    The field names are the contract's (`Limits` in openapi.yaml), so `asdict` of one is
+    what a client reads.
+    """
+
+    max_tokens: int
+    max_stream_seconds: float
+    first_token_timeout_seconds: float
+    idle_timeout_seconds: float
 
 
 class Settings(BaseSettings):
@@ -135,6 +150,9 @@ class Settings(BaseSettings):
     # API key switch the fake model's behaviour for everyone, so each limit can be shown firing.
     # Only with the fake model; never in production.
     demo_controls: bool = False
+    # OpenTelemetry spans and GenAI metrics for every stream (reference_impl/telemetry.py), sent
+    # wherever the process's OpenTelemetry SDK is configured to send them. Off: it costs nothing.
+    telemetry: bool = False
     # Prices make the cost meter speak in dollars. Illustrative values per 1K tokens, not a
     # quote for any real model.
     price_per_1k_input_tokens: float = Field(0.003, ge=0)
@@ -158,11 +176,11 @@ class Settings(BaseSettings):
             raise ValueError("at least one API key is needed (GATEWAY_API_KEYS=key1,key2)")
         return value
 
-    def limits_in_force(self, max_tokens: int) -> dict[str, float | int]:
-        """What the `start` event tells the client about the limits on its stream."""
-        return {
-            "max_tokens": max_tokens,
-            "max_stream_seconds": self.max_stream_seconds,
-            "first_token_timeout_seconds": self.first_token_timeout_seconds,
-            "idle_timeout_seconds": self.idle_timeout_seconds,
-        }
+    def stream_limits(self, max_tokens: int) -> StreamLimits:
+        """The limits on a stream whose max_tokens the edge has settled."""
+        return StreamLimits(
+            max_tokens=max_tokens,
+            max_stream_seconds=self.max_stream_seconds,
+            first_token_timeout_seconds=self.first_token_timeout_seconds,
+            idle_timeout_seconds=self.idle_timeout_seconds,
+        )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,21 +23,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import sse
 from .errors import GatewayError, problem_from
-from .guard import Delta, Finished
+from .guard import Delta, Finished, end_data
 
 # How long stopping a model and settling a stream may take before it is given up.
 CLOSE_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass
-class StreamOutcome:
-    """How a stream ended, for billing and metrics. `reason` stays "client_disconnect" unless
-    the stream reached a terminal event, or the response found the client had stopped reading
-    ("send_timeout")."""
-
-    reason: str = "client_disconnect"
-    finished: Finished | None = None
-    error: GatewayError | None = None
 
 
 async def sse_body(
@@ -46,12 +34,10 @@ async def sse_body(
     rest: AsyncIterator[Delta | Finished],
     start_data: dict[str, Any],
     request_id: str,
-    outcome: StreamOutcome,
 ) -> AsyncIterator[bytes]:
     """Encode one stream: `start`, the guard's items from `first` on, then one terminal event.
 
     `rest` raises GatewayError when the stream fails; that becomes the terminal `error` event.
-    Fill in `outcome` so the caller can bill and count however the stream ended.
     """
     # BEGIN LAB 03: send start, then deltas, then exactly one terminal event, ids from 1
     # TODO Lab 03: send start, then deltas, then exactly one terminal event, ids from 1
@@ -60,31 +46,11 @@ async def sse_body(
     # END LAB 03
 
 
-def end_data(finished: Finished) -> dict[str, Any]:
-    return {
-        "stop_reason": finished.stop_reason,
-        "usage": {"input_tokens": finished.input_tokens, "output_tokens": finished.output_tokens},
-        "ttft_ms": finished.ttft_ms,
-        "duration_ms": finished.duration_ms,
-    }
-
-
 class PingComment(ServerSentEvent):
     """sse-starlette's keep-alive, written by our encoder: a comment line and no blank line."""
 
     def encode(self) -> bytes:
         return sse.encode_comment("ping")
-
-
-async def first_item(items: AsyncIterator[Delta | Finished]) -> Delta | Finished:
-    """The first token (or an empty answer's end); errors propagate.
-
-    The HTTP status is committed only after this returns, so an error before the first token
-    (model throttled, first-token timeout) is a plain HTTP error with its real status.
-    """
-    async for item in items:
-        return item
-    raise GatewayError("model_error", "The model ended without answering.")
 
 
 class SendWatchdog:
@@ -120,23 +86,22 @@ class WatchedEventSourceResponse(EventSourceResponse):
     """sse-starlette's response, with the send timeout kept by a `SendWatchdog`, and a
     clean-up callback that runs once, however the stream ends.
 
-    `on_close` is where the caller stops the model and bills the stream. It runs after the
-    response has finished or failed, outside sse-starlette's task group, so a cancelled stream
-    (client gone, send timeout, shutdown) still runs it to the end. A stream the watchdog
-    dropped is marked in `outcome` first, so the bill and the metrics say why it ended.
+    `on_close(stopped_because)` is where the caller stops the model and bills the stream
+    (`StreamSession.close`). It runs after the response has finished or failed, outside
+    sse-starlette's task group, so a cancelled stream (client gone, send timeout, shutdown)
+    still runs it to the end. It is told "send_timeout" when the watchdog dropped the stream,
+    "client_disconnect" otherwise (which counts only when the stream had not reached its end).
     """
 
     def __init__(
         self,
         *args,
         send_timeout: float,
-        outcome: StreamOutcome | None = None,
-        on_close: Callable[[], Awaitable[None]] | None = None,
+        on_close: Callable[[str], Awaitable[None]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.stall_limit = send_timeout
-        self.outcome = outcome
         self.on_close = on_close
 
     def _send_with_timeout(self, send: Send, message: Message) -> Awaitable[None]:
@@ -155,14 +120,12 @@ class WatchedEventSourceResponse(EventSourceResponse):
             if closed:
                 return
             closed = True
-            outcome = self.outcome
-            if watchdog.fired and outcome is not None and outcome.reason == "client_disconnect":
-                outcome.reason = "send_timeout"
             if self.on_close is not None:
+                stopped_because = "send_timeout" if watchdog.fired else "client_disconnect"
                 # Shielded: a stream being cancelled (client gone, shutdown) must still stop
                 # its model and settle; bounded, so a model that will not close cannot hang it.
                 with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                    await self.on_close()
+                    await self.on_close(stopped_because)
 
         async def watched_send(message: Message) -> None:
             if not message.get("more_body", True) and message["type"] == "http.response.body":

@@ -22,6 +22,21 @@ except ImportError:  # pragma: no cover - sse-starlette is a dependency
     AppStatus = None
 
 
+class GatewayServer(uvicorn.Server):
+    """uvicorn, but open chat answers get an `error` before their sockets close with 1012
+    (`python -m course.serve` runs the gateway on it).
+
+    uvicorn closes every WebSocket as it shuts down, before the app's lifespan shutdown, so
+    the gateway is told first, on the server's own loop.
+    """
+
+    async def shutdown(self, sockets=None) -> None:
+        shutdown_streams = getattr(self.config.app.state, "shutdown_streams", None)
+        if shutdown_streams is not None:
+            await shutdown_streams()
+        await super().shutdown(sockets)
+
+
 class BackgroundServer:
     """A uvicorn server in a thread, on 127.0.0.1 and a port the OS picks.
 

@@ -3,11 +3,11 @@
 A connection is served by two tasks, in the supervisor shape of the SSE stream:
 - the receive loop: reads every client message as it arrives (so a disconnect is noticed at
   once, not at the next send), checks the per-connection limits and routes the message;
-- the answer task: pulls the model through the same stream guard as SSE and sends `start`,
-  `delta`s and one terminal message.
+- the answer task: encodes what the answer's `StreamSession` (session.py, the same as SSE's)
+  yields: `start`, `delta`s and one terminal message.
 A `cancel`, a disconnect, a connection limit or a server shutdown cancels the answer task; the
 guard's `finally` then closes the model stream at once, even while the model is stalled, and
-the task's `finally` bills what the model generated and frees the admission slot.
+the task's `finally` closes the session, which bills and frees the admission slot.
 
 Per connection, like an API Gateway WebSocket API [apigw-ws-quotas]: messages up to 128 KB
 (else close 1009), idle timeout, maximum connection time, and a message rate. The close codes
@@ -19,21 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import edge, wire_ws
 from .errors import GatewayError
-from .guard import Delta, Progress, finished, guard_stream
-from .limits import Ticket, TokenBucket
+from .guard import Delta
+from .limits import TokenBucket
 from .model import ModelRequest, Turn
+from .request_id import new_request_id
+from .session import StreamSession
 from .tickets import TicketBook
-from .tokenizer import count_tokens
-from .wire_sse import StreamOutcome
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
 
 log = logging.getLogger("gateway.chat")
 
@@ -59,28 +63,31 @@ CLOSE_ERRORS = {
 }
 
 
+class AnswerState(Enum):
+    """Where an answer is in its life; it only moves down this list."""
+
+    STREAMING = "streaming"
+    CANCELLING = "cancelling"  # the client sent `cancel`: end with stop_reason cancelled
+    CLOSING = "closing"  # the connection is closing: end with `closing_error`, if there is one
+    ENDED = "ended"  # its terminal message is out (or going out): never a second one
+
+
 @dataclass
 class Answer:
-    """The answer streaming on a connection, and how it is being ended, if it is."""
+    """The answer streaming on a connection, and how far it is in its life."""
 
     ask_id: str
     question: str
-    request_id: str
-    model_request: ModelRequest
-    ticket: Ticket
+    session: StreamSession
     task: asyncio.Task | None = None
-    # None while it runs; "cancel" (the client asked), "error" (the gateway is closing the
-    # connection and says why in `closing_error`) or "close" (closing with nothing to say).
-    ending: str | None = None
-    closing_error: GatewayError | None = None
-    ended: bool = False  # its terminal message is sent (or being sent): never a second one
-    told_closing: bool = False  # its terminal message was `closing_error`
+    state: AnswerState = AnswerState.STREAMING
+    closing_error: GatewayError | None = None  # what a CLOSING answer's terminal error says
 
 
 class ChatHub:
     """Every chat connection of one app: the per-key count, the tickets, the shutdown hook."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.settings = gateway.settings
         self.tickets = TicketBook(self.settings.ws_ticket_seconds)
@@ -89,7 +96,7 @@ class ChatHub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
 
-    def authenticate(self, websocket: WebSocket) -> str:
+    def authenticate(self, websocket: HTTPConnection) -> str:
         """The API key of a connection, as a `$connect` authorizer decides it [apigw-ws-auth].
 
         Programs send `Authorization: Bearer <key>`; browsers, which cannot set headers on a
@@ -149,7 +156,7 @@ class ChatHub:
         self.gateway.reject(error.code)
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await websocket.accept()
-            message = wire_ws.error_message(None, error, edge.new_request_id())
+            message = wire_ws.error_message(None, error, new_request_id())
             await websocket.send_text(wire_ws.encode(message))
             await websocket.close(code, error.code)
 
@@ -192,11 +199,11 @@ class ChatConnection:
         self.closed = False
         # The conversation: earlier turns, oldest first, and their size in tokens.
         self.history: deque[Turn] = deque()
-        self.history_tokens = 0
+        self.history_tokens = 0  # the sum of the turns' `tokens`
         # What the conversation is about: the document fields of the last ask that named one.
         self.document: dict[str, str] = {}
         # For errors about the connection itself (no ask to name).
-        self.request_id = edge.new_request_id()
+        self.request_id = new_request_id()
 
     # --- the receive loop -------------------------------------------------------------------
 
@@ -218,7 +225,7 @@ class ChatConnection:
         finally:
             timer.cancel()
             # The client left (or we closed): stop the model now and bill what it generated.
-            await self.stop_answer(None)
+            await self.stop_answer()
             self.closed = True
 
     def touch(self) -> None:
@@ -277,7 +284,7 @@ class ChatConnection:
     # --- ask: admission, then the answer task -----------------------------------------------
 
     async def ask(self, message: dict[str, Any]) -> None:
-        ask_id, request_id = message["id"], edge.new_request_id()
+        ask_id, request_id = message["id"], new_request_id()
         if self.answer is not None:
             # One answer at a time: a second one would interleave its tokens with the first.
             error = GatewayError(
@@ -290,17 +297,12 @@ class ChatConnection:
         try:
             self.gateway.admission.check_rate(self.key)
             model_request, truncated = self.model_request(message)
-            ticket = self.gateway.admission.admit(
-                self.key, model_request.prompt_tokens, model_request.max_tokens
-            )
+            session = StreamSession.admit(self.gateway, self.key, model_request, request_id)
         except GatewayError as error:
             self.gateway.reject(error.code)
             await self.send(wire_ws.error_message(ask_id, error, request_id))
             return
-        metrics = self.gateway.metrics
-        metrics.model_requests.labels(model=self.gateway.model.name).inc()
-        metrics.streams_active.inc()
-        answer = Answer(ask_id, message["question"], request_id, model_request, ticket)
+        answer = Answer(ask_id, message["question"], session)
         self.answer = answer
         answer.task = asyncio.create_task(self.stream_answer(answer, truncated))
 
@@ -320,80 +322,71 @@ class ChatConnection:
         truncated = False
         while self.history and self.history_tokens > self.settings.ws_history_tokens:
             dropped = self.history.popleft()  # oldest first
-            self.history_tokens -= turn_tokens(dropped)
+            self.history_tokens -= dropped.tokens
             truncated = True
         return replace(request, history=tuple(self.history)), truncated
 
     def remember(self, turn: Turn) -> None:
         self.history.append(turn)
-        self.history_tokens += turn_tokens(turn)
+        self.history_tokens += turn.tokens
 
-    async def stream_answer(self, answer: Answer, history_truncated: bool) -> None:
-        """Stream one answer: start, deltas, and one terminal message, however it ends."""
-        gateway = self.gateway
-        started = time.perf_counter()
-        progress, outcome = Progress(), StreamOutcome()
-        items = guard_stream(
-            gateway.model,
-            answer.model_request,
-            gateway.limits(answer.model_request.max_tokens),
-            progress,
-            started_at=started,
-            on_generated=lambda: gateway.count_generated(progress),
-        )
+    async def stream_answer(self, answer: Answer, history_truncated: bool) -> bool:
+        """Stream one answer: start, deltas, and one terminal message, however it ends.
+
+        Returns whether its terminal message was the `closing_error` of a closing connection.
+        """
+        session = answer.session
+        ask_id, request_id = answer.ask_id, session.request_id
         text: list[str] = []
         try:
-            await self.send(
-                wire_ws.start_message(answer.ask_id, answer.request_id, history_truncated)
-            )
-            async for item in items:
+            await self.send(wire_ws.start_message(ask_id, request_id, history_truncated))
+            async for item in session.items:
                 if isinstance(item, Delta):
-                    if not text:
-                        gateway.metrics.ttft.observe(progress.first_token_at - started)
                     text.append(item.text)
                 else:
-                    outcome.reason, outcome.finished = item.stop_reason, item
-                    answer.ended = True
-                await self.send(wire_ws.answer_message(answer.ask_id, item))
+                    answer.state = AnswerState.ENDED
+                await self.send(wire_ws.answer_message(ask_id, item))
         except GatewayError as error:
-            outcome.reason, outcome.error = error.code, error
-            answer.ended = True
-            await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
+            answer.state = AnswerState.ENDED
+            await self.send(wire_ws.error_message(ask_id, error, request_id))
         except asyncio.CancelledError:
-            if answer.ending not in ("cancel", "error"):
-                raise  # the client left or the connection is closing: nobody to tell
-            asyncio.current_task().uncancel()
-            await items.aclose()  # the model stops here, before anything is sent
-            if answer.ended:
-                return  # its terminal message went out just before the cancel came
-            if answer.ending == "cancel":
-                outcome.reason = "cancelled"
-                outcome.finished = finished(progress, "cancelled", started)
-                gateway.metrics.cancellations.labels(reason="client_cancel").inc()
-                answer.ended = True
-                await self.send(wire_ws.answer_message(answer.ask_id, outcome.finished))
-            else:  # the gateway is closing the connection: this answer's end says why
-                answer.ended = True
-                error = answer.closing_error
-                outcome.reason, outcome.error = error.code, error
-                await self.send(wire_ws.error_message(answer.ask_id, error, answer.request_id))
-                answer.told_closing = True
+            state = answer.state
+            if state is AnswerState.CANCELLING:
+                asyncio.current_task().uncancel()
+                end = session.cancel()
+                answer.state = AnswerState.ENDED
+                await session.close()  # the model stops here, before anything is sent
+                await self.send(wire_ws.answer_message(ask_id, end))
+            elif state is AnswerState.CLOSING and answer.closing_error is not None:
+                asyncio.current_task().uncancel()
+                answer.state = AnswerState.ENDED
+                error = session.fail(answer.closing_error)
+                await session.close()
+                await self.send(wire_ws.error_message(ask_id, error, request_id))
+                return True
+            else:  # the client left, or the connection closes with nothing to say
+                raise
         finally:
-            answer.ended = True
+            answer.state = AnswerState.ENDED
             try:
-                await items.aclose()
+                await session.close()
             finally:
-                gateway.settle(answer.ticket, progress, outcome, started)
-                if outcome.finished is not None:  # what the client saw becomes the context
+                if session.progress.finished is not None:
+                    # What the client saw becomes the context of the next question.
                     self.remember(Turn(answer.question, "".join(text)))
                 if self.answer is answer:
                     self.answer = None
+        return False
 
     # --- cancel ---------------------------------------------------------------------------
 
     async def cancel(self, message: dict[str, Any]) -> None:
         answer = self.answer
-        if answer is None or answer.ended or answer.ask_id != message["id"]:
+        if (
+            answer is None
+            or answer.state is not AnswerState.STREAMING
+            or (answer.ask_id != message["id"])
+        ):
             error = GatewayError(
                 "invalid_request",
                 f"No answer with id {message['id']} is streaming; it may have just ended.",
@@ -402,25 +395,25 @@ class ChatConnection:
             await self.send(wire_ws.error_message(message["id"], error, self.request_id))
             return
         # BEGIN SOLUTION lab07: cancel the answer, stop the model now, end with the partial usage
-        answer.ending = "cancel"
+        answer.state = AnswerState.CANCELLING
         answer.task.cancel()
         # The task stops the model and sends `end` with stop_reason cancelled; wait for it, so
         # the next message is handled with no answer streaming.
         await asyncio.wait([answer.task])
         # END SOLUTION
 
-    async def stop_answer(
-        self, ending: str | None, error: GatewayError | None = None
-    ) -> Answer | None:
-        """Stop the answer task, if one runs, and wait until the model has stopped; return the
-        answer it stopped."""
+    async def stop_answer(self, error: GatewayError | None = None) -> bool:
+        """Stop the answer task, if one runs, and wait until the model has stopped. With an
+        `error`, a streaming answer ends with it; returns whether one did."""
         answer = self.answer
         if answer is None or answer.task is None or answer.task.done():
-            return None
-        answer.ending, answer.closing_error = ending, error
+            return False
+        if answer.state is AnswerState.STREAMING:
+            answer.state, answer.closing_error = AnswerState.CLOSING, error
         answer.task.cancel()
         await asyncio.wait([answer.task])
-        return answer
+        task = answer.task
+        return not task.cancelled() and task.exception() is None and task.result()
 
     # --- sending and closing ----------------------------------------------------------------
 
@@ -445,8 +438,8 @@ class ChatConnection:
             return
         if error is None and code in CLOSE_ERRORS:
             error = GatewayError(*CLOSE_ERRORS[code])
-        answer = await self.stop_answer("close" if error is None else "error", error)
-        if error is not None and not (answer and answer.told_closing):
+        answer_told = await self.stop_answer(error)
+        if error is not None and not answer_told:
             await self.send(wire_ws.error_message(None, error, self.request_id))
         self.closed = True
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
@@ -479,7 +472,3 @@ class ChatConnection:
                 break
             await asyncio.sleep(min(idle_at, too_old_at) - now)
         await self.close(GOING_AWAY, reason, error)
-
-
-def turn_tokens(turn: Turn) -> int:
-    return count_tokens(turn.question) + count_tokens(turn.answer)

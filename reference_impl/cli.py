@@ -1,6 +1,7 @@
-"""`python -m reference_impl`: serve the gateway of the implementation LAB_IMPL selects.
+"""`python -m reference_impl` (or `python -m labs`): serve this package's gateway.
 
 Options override the GATEWAY_* environment; everything else comes from it (see settings.py).
+`python -m course.serve` (`make gateway`) picks the package from LAB_IMPL and runs its `main`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 
 import uvicorn
 
-from course import impl as impl_switch
+from . import app as app_module
+from .background import GatewayServer
+from .settings import Settings
 
 OPTION_ENV = {
     "fake_behavior": "GATEWAY_FAKE_BEHAVIOR",
@@ -22,10 +25,10 @@ OPTION_ENV = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference_impl", description=__doc__)
+    package = __package__ or "reference_impl"
+    parser = argparse.ArgumentParser(prog=f"python -m {package}", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 lets the OS pick a free port")
-    parser.add_argument("--impl", choices=sorted(impl_switch.PACKAGES), help="default: $LAB_IMPL")
     parser.add_argument(
         "--fake-behavior", help="normal | runaway | stall | fail_midstream | throttled"
     )
@@ -41,14 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     for option, variable in OPTION_ENV.items():
         if getattr(args, option) is not None:
             os.environ[variable] = str(getattr(args, option))
-    if args.impl:
-        impl_switch.select(args.impl)
     try:
-        name = impl_switch.current()
-        app_module = impl_switch.load("app")
-        settings_module = impl_switch.load("settings")
-        settings = settings_module.Settings()
-    except Exception as error:  # bad settings or LAB_IMPL: say what, not a traceback
+        settings = Settings()
+    except Exception as error:  # bad settings: say what, not a traceback
         print(f"cannot start the gateway: {error}", file=sys.stderr)
         return 2
     app = app_module.create_app(settings)
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 2
     port = sock.getsockname()[1]
-    print(f"Gateway ({name}) on http://{args.host}:{port}  model: {settings.model}", flush=True)
+    print(f"Gateway ({package}) on http://{args.host}:{port}  model: {settings.model}", flush=True)
     print(
         f"  try: curl -N -H 'Authorization: Bearer {settings.api_keys[0]}' "
         f'-H \'Content-Type: application/json\' -d \'{{"question": "What is the idle timeout?", '
@@ -70,23 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
     # Only the built-in course key is shown; a key of your own stays off the terminal.
-    default_key = settings_module.Settings.model_fields["api_keys"].default
+    default_key = Settings.model_fields["api_keys"].default
     key = settings.api_keys[0] if tuple(settings.api_keys) == default_key else "<your key>"
     print(f"  demo page: http://{args.host}:{port}/  (API key: {key})", flush=True)
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
     GatewayServer(config).run(sockets=[sock])
     return 0
-
-
-class GatewayServer(uvicorn.Server):
-    """uvicorn, but open chat answers get an `error` before their sockets close with 1012.
-
-    uvicorn closes every WebSocket as it shuts down, before the app's lifespan shutdown, so
-    the gateway is told first, on the server's own loop.
-    """
-
-    async def shutdown(self, sockets=None) -> None:
-        shutdown_streams = getattr(self.config.app.state, "shutdown_streams", None)
-        if shutdown_streams is not None:
-            await shutdown_streams()
-        await super().shutdown(sockets)

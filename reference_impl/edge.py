@@ -10,29 +10,30 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .contract import schemas
 from .documents import builtin
 from .errors import GatewayError, problem, problem_response
 from .model import ModelRequest
+from .request_id import new_request_id
 from .settings import Settings
 
 
-def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
-
-
-class EdgeMiddleware:
-    """Gives every request an id (X-Request-Id on every answer) and enforces the body size.
+class BodySizeLimitMiddleware:
+    """Refuses a request body above `max_request_bytes` with 413 `request_too_large`.
 
     A pure ASGI middleware, so it sees the request before any body is read and adds no cost to
-    streamed responses.
+    streamed responses. A declared Content-Length above the limit is refused before the app
+    runs; a chunked (or lying) body is counted while the app reads it and cut at the limit.
+
+    Starlette has a body limit of its own (`max_body_size`, `RequestBodyLimitMiddleware`), but
+    it refuses a declared size only when the app first reads the body, after the routes' own
+    checks ran, and answers in plain text; ours refuses first and with the catalogue's problem.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings, on_reject=lambda code: None) -> None:
@@ -44,24 +45,19 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
         started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def app_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                    headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+            if refused:  # once the 413 is out, whatever the app answers is dropped
+                return
+            started = True
             await send(message)
 
         # BEGIN SOLUTION lab04: enforce the request size limit before the body is read
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self.refuse(scope, receive, send_with_id, request_id)
+            await self.refuse(scope, receive, send)
             return
         received, refused = 0, False
 
@@ -75,33 +71,27 @@ class EdgeMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes and not started:
                     refused = True
-                    await self.refuse(scope, receive, send_with_id, request_id)
+                    await self.refuse(scope, receive, send)
                     # The app sees a client that went away, so it stops reading and answering.
                     return {"type": "http.disconnect"}
             return message
 
         # END SOLUTION
-
-        async def app_send(message: Message) -> None:
-            if started and not refused:  # the hot path: the chunks of a stream
-                await send(message)
-            elif not refused:  # once the 413 is out, whatever the app answers is dropped
-                await send_with_id(message)
-
         try:
             await self.app(scope, counting_receive, app_send)
         except Exception:
             if not refused:
                 raise
 
-    async def refuse(self, scope, receive, send, request_id) -> None:
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_reject("request_too_large")
+        request_id = scope.get("state", {}).get("request_id") or new_request_id()
         detail = f"The body may be at most {self.max_bytes} bytes."
         response = problem_response(problem("request_too_large", detail, request_id))
         await response(scope, receive, send)
 
 
-def authenticate(request: Request, settings: Settings) -> str:
+def authenticate(request: HTTPConnection, settings: Settings) -> str:
     """The caller's API key, from `Authorization: Bearer <key>`; refused with 401 otherwise."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

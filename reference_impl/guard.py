@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import GatewayError
-from .model import ModelRequest, ModelStop, TextDelta
+from .model import Model, ModelRequest, ModelStop, TextDelta
+from .settings import StreamLimits
 
 log = logging.getLogger("gateway.guard")
 
@@ -47,23 +48,46 @@ class Finished:
     duration_ms: float
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_tokens: int
-    first_token_timeout: float
-    idle_timeout: float
-    max_stream_seconds: float
+def end_data(finished: Finished) -> dict[str, Any]:
+    """The fields of the contract's `end` (SSE event, WebSocket message, JSON answer)."""
+    return {
+        "stop_reason": finished.stop_reason,
+        "usage": {"input_tokens": finished.input_tokens, "output_tokens": finished.output_tokens},
+        "ttft_ms": finished.ttft_ms,
+        "duration_ms": finished.duration_ms,
+    }
 
 
 @dataclass
 class Progress:
-    """What the guard has seen so far; read by the caller for billing after any ending."""
+    """What the guard has seen so far; read by the stream session for billing after any ending.
 
-    generated: int = 0  # tokens the model produced (the cost meter)
+    `finished` or `error` is set when the guard reached its end; neither, when it was stopped
+    from outside (the client left, a cancel, a shutdown).
+    """
+
+    generated: int = 0  # tokens the model produced, by our count (the cost meter)
     delivered: int = 0  # tokens handed on to the client
-    counted: int = 0  # how many of `generated` the metrics have been told about
-    input_tokens: int = 0
-    first_token_at: float | None = None
+    input_tokens: int = 0  # the prompt, by our tokenizer (the admission estimate)
+    first_token_at: float | None = None  # on time.perf_counter()
+    first_chunk_at: float = 0.0  # the first and the latest token, on the event loop's clock
+    last_chunk_at: float = 0.0
+    # The model's own usage, when its stop reported one (Bedrock's metadata.usage): billed
+    # instead of our estimates.
+    reported_input_tokens: int | None = None
+    reported_output_tokens: int | None = None
+    finished: Finished | None = None
+    error: GatewayError | None = None
+
+    @property
+    def billed_input_tokens(self) -> int:
+        reported = self.reported_input_tokens
+        return self.input_tokens if reported is None else reported
+
+    @property
+    def billed_output_tokens(self) -> int:
+        reported = self.reported_output_tokens
+        return self.generated if reported is None else reported
 
 
 class Deadlines:
@@ -75,12 +99,12 @@ class Deadlines:
     deadlines itself before it next waits.
     """
 
-    def __init__(self, limits: Limits, started_at: float) -> None:
+    def __init__(self, limits: StreamLimits, started_at: float) -> None:
         self.loop = asyncio.get_running_loop()
-        self.idle_timeout = limits.idle_timeout
+        self.idle_timeout = limits.idle_timeout_seconds
         loop_started = self.loop.time() - (time.perf_counter() - started_at)
         self.stream_deadline = loop_started + limits.max_stream_seconds
-        self.token_deadline = loop_started + limits.first_token_timeout
+        self.token_deadline = loop_started + limits.first_token_timeout_seconds
         # The task waiting on the model right now, else None. Not fixed at the start: the route
         # handler pulls the first token, the response's own task pulls the rest.
         self.waiting: asyncio.Task | None = None
@@ -125,30 +149,33 @@ class Deadlines:
             self.handle, self.armed_for = None, float("inf")
 
 
-def timeout_error(expired: str, first_token_seen: bool, limits: Limits) -> GatewayError:
+def timeout_error(expired: str, first_token_seen: bool, limits: StreamLimits) -> GatewayError:
     """The structured error for a deadline that passed ("stream" or "token")."""
     # BEGIN SOLUTION lab05: turn the deadline that passed into the right structured error
     if not first_token_seen:
-        seconds = min(limits.first_token_timeout, limits.max_stream_seconds)
+        seconds = min(limits.first_token_timeout_seconds, limits.max_stream_seconds)
         return GatewayError("model_timeout", f"No first token within {seconds:g} s.")
     if expired == "stream":
         return GatewayError(
             "stream_timeout", f"The stream reached its limit of {limits.max_stream_seconds:g} s."
         )
-    return GatewayError("idle_timeout", f"No token for {limits.idle_timeout:g} s.")
+    return GatewayError("idle_timeout", f"No token for {limits.idle_timeout_seconds:g} s.")
     # END SOLUTION
 
 
 async def guard_stream(
-    model,
+    model: Model,
     request: ModelRequest,
-    limits: Limits,
+    limits: StreamLimits,
     progress: Progress,
     *,
     started_at: float,  # time.perf_counter() when the request arrived
-    on_generated: Callable[[], None] | None = None,
 ) -> AsyncIterator[Delta | Finished]:
-    """Stream the model's answer to `request` within `limits`; see the module docstring."""
+    """Stream the model's answer to `request` within `limits`; see the module docstring.
+
+    Everything the caller needs after any ending is in `progress`: the counts, the model's own
+    usage when it reported one, and the `Finished` or the `GatewayError` that ended it.
+    """
     progress.input_tokens = request.prompt_tokens
     stream = model.stream(request)
     deadlines = Deadlines(limits, started_at)
@@ -181,22 +208,28 @@ async def guard_stream(
             finally:
                 deadlines.waiting = None
             if isinstance(event, ModelStop):
+                progress.reported_input_tokens = event.input_tokens
+                progress.reported_output_tokens = event.output_tokens
                 yield finished(progress, event.stop_reason, started_at)
                 return
             progress.generated += 1
-            if on_generated is not None and not progress.generated % 32:
-                on_generated()  # the cost meter, told in batches: a metric update takes a lock
             # BEGIN SOLUTION lab05: cut a model that ignores max_tokens, at the edge
             if progress.delivered >= limits.max_tokens:
                 # The model was asked for at most max_tokens and sent more: the edge stops it.
                 yield finished(progress, "max_tokens", started_at)
                 return
             # END SOLUTION
+            now = loop.time()
             if progress.first_token_at is None:
                 progress.first_token_at = time.perf_counter()
-            deadlines.token_arrived(loop.time())
+                progress.first_chunk_at = now
+            progress.last_chunk_at = now
+            deadlines.token_arrived(now)
             yield Delta(progress.delivered, event.text)
             progress.delivered += 1
+    except GatewayError as error:
+        progress.error = error  # no per-token cost: a try block is free until it raises
+        raise
     finally:
         # Runs on every ending: normal, error, client gone (cancellation), server shutdown.
         deadlines.stop()
@@ -204,15 +237,19 @@ async def guard_stream(
 
 
 def finished(progress: Progress, stop_reason: str, started_at: float) -> Finished:
+    """The stream's end, recorded in `progress`: the model's own usage when it reported one,
+    else our counts (the prompt by our tokenizer, the tokens delivered)."""
     now = time.perf_counter()
     first = progress.first_token_at if progress.first_token_at is not None else now
-    return Finished(
+    reported_output = progress.reported_output_tokens
+    progress.finished = Finished(
         stop_reason=stop_reason,
-        input_tokens=progress.input_tokens,
-        output_tokens=progress.delivered,
+        input_tokens=progress.billed_input_tokens,
+        output_tokens=progress.delivered if reported_output is None else reported_output,
         ttft_ms=round((first - started_at) * 1000, 3),
         duration_ms=round((now - started_at) * 1000, 3),
     )
+    return progress.finished
 
 
-__all__ = ["Deadlines", "Delta", "Finished", "Limits", "Progress", "TextDelta", "guard_stream"]
+__all__ = ["Deadlines", "Delta", "Finished", "Progress", "TextDelta", "end_data", "guard_stream"]

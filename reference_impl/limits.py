@@ -106,8 +106,9 @@ class TokenBudget:
 
 
 @dataclass
-class Ticket:
-    """What one admitted request holds; `release` gives it all back exactly once."""
+class Hold:
+    """What one admitted stream holds (a stream slot and a token reservation); `release` gives
+    it all back exactly once."""
 
     key: str
     reservation: Reservation
@@ -151,8 +152,8 @@ class Admission:
                 retry_after_seconds=wait,
             )
 
-    def admit(self, key: str, prompt_tokens: int, max_tokens: int) -> Ticket:
-        """Take a stream slot and reserve prompt + max_tokens; release the ticket when done."""
+    def admit(self, key: str, prompt_tokens: int, max_tokens: int) -> Hold:
+        """Take a stream slot and reserve prompt + max_tokens; release the hold when done."""
         active = self.active.get(key, 0)
         if active >= self.settings.max_concurrent_streams:
             raise GatewayError(
@@ -173,4 +174,4 @@ class Admission:
         reservation = budget.reserve(prompt_tokens + max_tokens)
         self.active[key] = active + 1
         self.total_active += 1
-        return Ticket(key, reservation, self)
+        return Hold(key, reservation, self)

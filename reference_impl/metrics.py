@@ -2,7 +2,9 @@
 
 `gateway_model_tokens_generated_total` is the cost meter: what the model produced, delivered or
 not. Compare it with `gateway_tokens_delivered_total` to see waste (a runaway cut at the edge, a
-client that left). Each app has its own registry, so tests and notebooks can run several apps in
+client that left). It is billed from the model's own usage when the model reports one, and is
+counted when a stream closes (session.py), with everything else about that stream. Each app has
+its own registry, so tests and notebooks can run several apps in
 one process without their counts mixing.
 """
 
@@ -47,7 +49,7 @@ class Metrics:
         )
         self.cancellations = Counter(
             "gateway_stream_cancellations",
-            "Streams ended early, by reason: client_disconnect, client_cancel (WebSocket),"
+            "Streams ended early, by reason: client_disconnect, cancelled (a WebSocket cancel),"
             " send_timeout (the client stopped reading), stream_timeout, idle_timeout,"
             " model_error",
             ["reason"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,21 +20,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import sse
 from .errors import GatewayError, problem_from
-from .guard import Delta, Finished
+from .guard import Delta, Finished, end_data
 
 # How long stopping a model and settling a stream may take before it is given up.
 CLOSE_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass
-class StreamOutcome:
-    """How a stream ended, for billing and metrics. `reason` stays "client_disconnect" unless
-    the stream reached a terminal event, or the response found the client had stopped reading
-    ("send_timeout")."""
-
-    reason: str = "client_disconnect"
-    finished: Finished | None = None
-    error: GatewayError | None = None
 
 
 async def sse_body(
@@ -43,12 +31,10 @@ async def sse_body(
     rest: AsyncIterator[Delta | Finished],
     start_data: dict[str, Any],
     request_id: str,
-    outcome: StreamOutcome,
 ) -> AsyncIterator[bytes]:
     """Encode one stream: `start`, the guard's items from `first` on, then one terminal event.
 
     `rest` raises GatewayError when the stream fails; that becomes the terminal `error` event.
-    Fill in `outcome` so the caller can bill and count however the stream ended.
     """
     # BEGIN SOLUTION lab03: send start, then deltas, then exactly one terminal event, ids from 1
     event_id = 1
@@ -59,21 +45,10 @@ async def sse_body(
             event_id += 1
             yield sse.encode_delta_event(item.index, item.text, event_id)
             item = await anext(rest)
-        outcome.reason, outcome.finished = item.stop_reason, item
         yield sse.encode_json_event("end", end_data(item), id=event_id + 1)
     except GatewayError as error:
-        outcome.reason, outcome.error = error.code, error
         yield sse.encode_json_event("error", problem_from(error, request_id), id=event_id + 1)
     # END SOLUTION
-
-
-def end_data(finished: Finished) -> dict[str, Any]:
-    return {
-        "stop_reason": finished.stop_reason,
-        "usage": {"input_tokens": finished.input_tokens, "output_tokens": finished.output_tokens},
-        "ttft_ms": finished.ttft_ms,
-        "duration_ms": finished.duration_ms,
-    }
 
 
 class PingComment(ServerSentEvent):
@@ -81,17 +56,6 @@ class PingComment(ServerSentEvent):
 
     def encode(self) -> bytes:
         return sse.encode_comment("ping")
-
-
-async def first_item(items: AsyncIterator[Delta | Finished]) -> Delta | Finished:
-    """The first token (or an empty answer's end); errors propagate.
-
-    The HTTP status is committed only after this returns, so an error before the first token
-    (model throttled, first-token timeout) is a plain HTTP error with its real status.
-    """
-    async for item in items:
-        return item
-    raise GatewayError("model_error", "The model ended without answering.")
 
 
 class SendWatchdog:
@@ -127,23 +91,22 @@ class WatchedEventSourceResponse(EventSourceResponse):
     """sse-starlette's response, with the send timeout kept by a `SendWatchdog`, and a
     clean-up callback that runs once, however the stream ends.
 
-    `on_close` is where the caller stops the model and bills the stream. It runs after the
-    response has finished or failed, outside sse-starlette's task group, so a cancelled stream
-    (client gone, send timeout, shutdown) still runs it to the end. A stream the watchdog
-    dropped is marked in `outcome` first, so the bill and the metrics say why it ended.
+    `on_close(stopped_because)` is where the caller stops the model and bills the stream
+    (`StreamSession.close`). It runs after the response has finished or failed, outside
+    sse-starlette's task group, so a cancelled stream (client gone, send timeout, shutdown)
+    still runs it to the end. It is told "send_timeout" when the watchdog dropped the stream,
+    "client_disconnect" otherwise (which counts only when the stream had not reached its end).
     """
 
     def __init__(
         self,
         *args,
         send_timeout: float,
-        outcome: StreamOutcome | None = None,
-        on_close: Callable[[], Awaitable[None]] | None = None,
+        on_close: Callable[[str], Awaitable[None]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.stall_limit = send_timeout
-        self.outcome = outcome
         self.on_close = on_close
 
     def _send_with_timeout(self, send: Send, message: Message) -> Awaitable[None]:
@@ -162,14 +125,12 @@ class WatchedEventSourceResponse(EventSourceResponse):
             if closed:
                 return
             closed = True
-            outcome = self.outcome
-            if watchdog.fired and outcome is not None and outcome.reason == "client_disconnect":
-                outcome.reason = "send_timeout"
             if self.on_close is not None:
+                stopped_because = "send_timeout" if watchdog.fired else "client_disconnect"
                 # Shielded: a stream being cancelled (client gone, shutdown) must still stop
                 # its model and settle; bounded, so a model that will not close cannot hang it.
                 with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                    await self.on_close()
+                    await self.on_close(stopped_because)
 
         async def watched_send(message: Message) -> None:
             if not message.get("more_body", True) and message["type"] == "http.response.body":

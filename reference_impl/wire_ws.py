@@ -19,8 +19,7 @@ from typing import Any
 
 from .contract.asyncapi_validate import client_message_error, load_asyncapi
 from .errors import GatewayError, problem, problem_from
-from .guard import Delta, Finished
-from .wire_sse import end_data
+from .guard import Delta, Finished, end_data
 
 # The contract's MessageId (asyncapi.yaml, components/schemas/MessageId).
 MESSAGE_ID = re.compile(load_asyncapi()["components"]["schemas"]["MessageId"]["pattern"])

@@ -8,6 +8,7 @@ with a client that raises it. Nothing here can reach AWS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
@@ -397,7 +398,7 @@ def test_an_answer_past_its_time_budget_ends_with_stream_timeout(ws, monkeypatch
     invoke(ws_event("ask", ASK), fake.answer(["a", "b"]))
     messages = pushed()
     assert [m["type"] for m in messages] == ["start", "error"]
-    assert messages[-1]["problem"]["code"] == "stream_timeout"
+    assert messages[-1]["problem"]["code"] == "model_timeout"  # no token within the budget
 
 
 @pytest.mark.parametrize("body", ["{not json", {"type": "subscribe", "id": "s1"}])
@@ -445,3 +446,23 @@ def test_a_client_that_left_stops_the_answer_and_closes_the_bedrock_stream(aws, 
     }
     assert [m["type"] for m in management.posted] == ["start", "delta", "delta"]
     assert calls.streams[0].closed
+
+
+def test_the_end_message_says_bedrocks_usage_not_our_tokenizers(ws):
+    invoke, fake, _ = ws
+    answer = fake.answer(["Ten ", "minutes."], input_tokens=31, output_tokens=9)
+    invoke(ws_event("ask", ASK), answer)
+    end = pushed()[-1]
+    validate_server_message(end)
+    assert end["type"] == "end" and end["usage"] == {"input_tokens": 31, "output_tokens": 9}
+
+
+def test_the_handler_also_runs_where_an_event_loop_is_running(ws):
+    # A notebook's kernel runs one; Lambda does not. The handler works in both.
+    invoke, fake, _ = ws
+
+    async def from_a_running_loop():
+        return invoke(ws_event("ask", ASK), fake.answer(["ok"]))
+
+    result, _ = asyncio.run(from_a_running_loop())
+    assert result == {"statusCode": 200} and pushed()[-1]["type"] == "end"

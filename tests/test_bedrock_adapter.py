@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
-from support import QUESTION
+from support import API_KEY, QUESTION
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "arn:aws:bedrock:us-east-1:123456789012:foundation-model/secret-model account 1234"
@@ -210,7 +210,7 @@ def test_the_client_retries_with_backoff_and_bounded_timeouts_from_the_settings(
 
 def test_gateway_model_bedrock_builds_the_bedrock_adapter(impl, aws):
     settings = impl.settings.Settings(model="bedrock", bedrock_model_id="amazon.nova-lite-v1:0")
-    model = impl.model.build_model(settings)
+    model = impl.gateway.build_model(settings)
     assert model.name == "bedrock:amazon.nova-lite-v1:0"
 
 
@@ -256,3 +256,31 @@ def test_smoke_real_bedrock_answers_a_question(impl):  # pragma: no cover - need
     model = impl.bedrock.BedrockModel(impl.settings.Settings())  # reads GATEWAY_* from the env
     events, error = collect(model, request_of(impl, max_tokens=32))
     assert error is None and events and events[-1].stop_reason in ("end_turn", "max_tokens")
+
+
+# --- billing: Bedrock's own usage, not our estimate ---------------------------------------------
+
+
+def test_the_end_event_and_the_bill_say_bedrocks_usage_not_our_tokenizers(
+    impl, client, fake, start_gateway
+):
+    # Bedrock counts 31 prompt tokens and 9 output tokens; our tokenizer would say ~160 and 3.
+    usage = {"input_tokens": 31, "output_tokens": 9}
+    frames = fake.answer(["Str", "eams", " end."], input_tokens=31, output_tokens=9)
+    fake.install(client, frames, frames)
+    model = model_of(impl, client)
+    gateway = start_gateway(model=model, tokens_per_minute=2000)
+    http = gateway.client()
+    streamed = http.stream({**QUESTION, "max_tokens": 1000})
+    assert streamed.data(-1)["usage"] == usage
+    whole = http.post("/v1/ask", json={**QUESTION, "max_tokens": 1000}).json()
+    assert whole["usage"] == usage
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    assert gateway.metric("gateway_model_tokens_generated_total", model=model.name) == 2 * 9
+    settings = gateway.settings
+    per_stream = 31 / 1000 * settings.price_per_1k_input_tokens
+    per_stream += 9 / 1000 * settings.price_per_1k_output_tokens
+    assert gateway.metric("gateway_model_cost_dollars_total") == pytest.approx(2 * per_stream)
+    # The token budget is settled to what Bedrock counted, not to the reservation.
+    budget = gateway.app.state.gateway.admission.budgets[API_KEY]
+    assert budget.in_use() == 2 * (31 + 9)

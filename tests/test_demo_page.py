@@ -167,7 +167,7 @@ def test_cancel_in_chat_stops_the_model_and_a_follow_up_uses_the_conversation(st
     expect(turn(page, 3).locator(".answer")).not_to_be_empty()
     page.get_by_role("button", name="Cancel").click()
     expect(turn(page, 3)).to_have_attribute("data-stop-reason", "cancelled")
-    gateway.wait_for_metric("gateway_stream_cancellations_total", 1, reason="client_cancel")
+    gateway.wait_for_metric("gateway_stream_cancellations_total", 1, reason="cancelled")
     gateway.wait_for_metric("gateway_streams_active", 0)
     assert_meter_still(gateway)
     expect(page.locator("#turns > li")).to_have_count(3)
@@ -326,7 +326,7 @@ def start_cli(*args: str) -> tuple[subprocess.Popen, list[str]]:
     """`python -m reference_impl` on a free port; its start-up lines up to the demo page's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "reference_impl", "--port", "0", "--impl", "reference", *args],
+        [sys.executable, "-m", "reference_impl", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -26,7 +26,7 @@ START = {
 
 
 def encode(impl, items, error=None):
-    """Run sse_body over scripted guard items; return the SSE text and the outcome."""
+    """Run sse_body over scripted guard items; return the SSE text."""
     wire = impl.wire_sse
 
     async def rest():
@@ -36,11 +36,8 @@ def encode(impl, items, error=None):
             raise error
 
     async def run():
-        outcome = wire.StreamOutcome()
-        chunks = [
-            c async for c in wire.sse_body(items[0], rest(), START, START["request_id"], outcome)
-        ]
-        return b"".join(chunks).decode(), outcome
+        chunks = [c async for c in wire.sse_body(items[0], rest(), START, START["request_id"])]
+        return b"".join(chunks).decode()
 
     return asyncio.run(run())
 
@@ -52,7 +49,7 @@ def finished(impl, reason="end_turn", output=2):
 @lab03
 def test_a_stream_is_start_then_deltas_then_end_with_ids_from_one(impl):
     Delta = impl.guard.Delta
-    text, outcome = encode(impl, [Delta(0, "Hello"), Delta(1, " world"), finished(impl)])
+    text = encode(impl, [Delta(0, "Hello"), Delta(1, " world"), finished(impl)])
     events = impl.sse.parse_stream(text)
     assert [e["event"] for e in events] == ["start", "delta", "delta", "end"]
     assert [e["id"] for e in events] == ["1", "2", "3", "4"]
@@ -64,26 +61,24 @@ def test_a_stream_is_start_then_deltas_then_end_with_ids_from_one(impl):
         "output_tokens": 2,
     }
     contract.validate_stream(events)
-    assert outcome.reason == "end_turn" and outcome.finished is not None
 
 
 @lab03
 def test_an_error_after_the_first_token_is_one_terminal_error_event(impl):
     Delta = impl.guard.Delta
     error = impl.errors.GatewayError("idle_timeout", "No token for 5 s.")
-    text, outcome = encode(impl, [Delta(0, "a"), Delta(1, "b")], error=error)
+    text = encode(impl, [Delta(0, "a"), Delta(1, "b")], error=error)
     events = impl.sse.parse_stream(text)
     assert [e["event"] for e in events] == ["start", "delta", "delta", "error"]
     problem = json.loads(events[-1]["data"])
     assert problem["code"] == "idle_timeout" and problem["status"] == 504
     assert problem["request_id"] == START["request_id"] and events[-1]["id"] == "4"
     contract.validate_stream(events)
-    assert outcome.reason == "idle_timeout" and outcome.error is error
 
 
 @lab03
 def test_an_empty_answer_is_start_then_end(impl):
-    text, _ = encode(impl, [finished(impl, output=0)])
+    text = encode(impl, [finished(impl, output=0)])
     events = impl.sse.parse_stream(text)
     assert [e["event"] for e in events] == ["start", "end"]
     contract.validate_stream(events)
@@ -92,7 +87,7 @@ def test_an_empty_answer_is_start_then_end(impl):
 @lab03
 def test_nothing_follows_the_terminal_event(impl):
     Delta = impl.guard.Delta
-    text, _ = encode(impl, [Delta(0, "a"), finished(impl, output=1), Delta(1, "late")])
+    text = encode(impl, [Delta(0, "a"), finished(impl, output=1), Delta(1, "late")])
     assert "late" not in text
     names = [e["event"] for e in impl.sse.parse_stream(text)]
     assert names == ["start", "delta", "end"]

@@ -17,7 +17,8 @@ lab04 = pytest.mark.lab("04")
 
 @pytest.fixture
 def echo(impl):
-    """An app that reads the whole body, behind the gateway's edge middleware (limit 1000)."""
+    """An app that reads the whole body, behind the gateway's request id and body size
+    middleware (limit 1000)."""
     calls = []
 
     async def endpoint(request: Request):
@@ -26,8 +27,10 @@ def echo(impl):
         return JSONResponse({"received": len(body)})
 
     settings = impl.settings.Settings(max_request_bytes=1000)
-    app = impl.edge.EdgeMiddleware(
-        Starlette(routes=[Route("/echo", endpoint, methods=["POST"])]), settings
+    app = impl.request_id.RequestIdMiddleware(
+        impl.edge.BodySizeLimitMiddleware(
+            Starlette(routes=[Route("/echo", endpoint, methods=["POST"])]), settings
+        )
     )
     with impl.background.BackgroundServer(app, name="lab04-echo") as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:

@@ -48,11 +48,11 @@ class ScriptedModel:
 def limits(impl, **overrides):
     values = {
         "max_tokens": 100,
-        "first_token_timeout": 1.0,
-        "idle_timeout": 1.0,
+        "first_token_timeout_seconds": 1.0,
+        "idle_timeout_seconds": 1.0,
         "max_stream_seconds": 5.0,
     }
-    return impl.guard.Limits(**{**values, **overrides})
+    return impl.settings.StreamLimits(**{**values, **overrides})
 
 
 def run_guard(impl, model, **limit_overrides):
@@ -96,7 +96,7 @@ def test_a_normal_answer_streams_every_token_then_finishes(impl):
 def test_no_first_token_in_time_is_a_model_timeout(impl):
     model = ScriptedModel(impl, first=5.0)
     started = time.monotonic()
-    items, _ = run_guard(impl, model, first_token_timeout=0.1)
+    items, _ = run_guard(impl, model, first_token_timeout_seconds=0.1)
     assert kinds(items) == ["GatewayError"] and items[0].code == "model_timeout"
     assert time.monotonic() - started < 5.0 and model.stopped
 
@@ -104,7 +104,7 @@ def test_no_first_token_in_time_is_a_model_timeout(impl):
 @lab05
 def test_a_model_that_stalls_mid_answer_gets_an_idle_timeout(impl):
     model = ScriptedModel(impl, tokens=2, then="stall")
-    items, _ = run_guard(impl, model, idle_timeout=0.1)
+    items, _ = run_guard(impl, model, idle_timeout_seconds=0.1)
     assert kinds(items) == ["Delta", "Delta", "GatewayError"]
     assert items[-1].code == "idle_timeout" and items[-1].status == 504
     assert model.stopped, "the stalled model task must be cancelled"
@@ -130,7 +130,9 @@ def test_a_steady_but_endless_stream_is_cut_at_the_maximum_duration(impl):
 @lab05
 def test_slow_but_steady_tokens_within_the_idle_timeout_are_not_cut(impl):
     model = ScriptedModel(impl, tokens=4, gap=0.1)
-    items, progress = run_guard(impl, model, idle_timeout=0.5, first_token_timeout=0.5)
+    items, progress = run_guard(
+        impl, model, idle_timeout_seconds=0.5, first_token_timeout_seconds=0.5
+    )
     assert kinds(items) == ["Delta"] * 4 + ["Finished"]
     assert items[-1].stop_reason == "end_turn" and progress.delivered == 4
 
@@ -157,6 +159,6 @@ def test_closing_the_stream_cancels_a_stalled_model_at_once(impl):
 def test_an_idle_timeout_shorter_than_the_first_token_timeout_is_kept(impl):
     model = ScriptedModel(impl, tokens=2, then="stall")
     started = time.monotonic()
-    items, _ = run_guard(impl, model, first_token_timeout=30.0, idle_timeout=0.1)
+    items, _ = run_guard(impl, model, first_token_timeout_seconds=30.0, idle_timeout_seconds=0.1)
     assert items[-1].code == "idle_timeout"
     assert time.monotonic() - started < 30.0, "the idle deadline, not the first-token one, ends it"

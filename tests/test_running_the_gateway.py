@@ -63,7 +63,7 @@ def test_an_app_that_cannot_start_is_reported(impl):
 
 def start_cli(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "reference_impl", "--port", "0", *args],
+        [sys.executable, "-m", "course.serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -79,7 +79,7 @@ def start_cli(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, st
 def test_the_command_line_serves_the_gateway_and_prints_url_and_key():
     process, line = start_cli("--api-keys", "cli-key", "--fake-tokens-per-second", "500")
     try:
-        match = re.match(r"Gateway \(reference\) on (http://127\.0\.0\.1:\d+)", line)
+        match = re.match(r"Gateway \(reference_impl\) on (http://127\.0\.0\.1:\d+)", line)
         assert match, line
         url = match.group(1)
         assert "Bearer cli-key" in process.stdout.readline()
@@ -107,7 +107,7 @@ def test_the_command_line_follows_lab_impl_and_refuses_bad_settings():
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
     bad = subprocess.run(
-        [sys.executable, "-m", "reference_impl", "--port", "0"],
+        [sys.executable, "-m", "course.serve", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -169,7 +169,7 @@ def test_the_command_line_ends_open_answers_with_an_error_then_1012_on_sigterm()
         "--api-keys", "cli-key", "--fake-behavior", "stall", "--log-level", "warning"
     )
     try:
-        url = re.match(r"Gateway \(reference\) on (http://\S+)", line).group(1)
+        url = re.match(r"Gateway \(reference_impl\) on (http://\S+)", line).group(1)
         ws_url = url.replace("http://", "ws://") + "/v1/chat"
         deadline = time.monotonic() + 20
         while True:  # the port is printed just before uvicorn starts serving

@@ -351,7 +351,7 @@ def test_cancel_stops_a_stalled_model_at_once_and_ends_with_the_partial_usage(st
     assert end["usage"]["output_tokens"] == 3 and end["usage"]["input_tokens"] > 0
     assert elapsed < 0.05, f"the cancel took {elapsed * 1000:.1f} ms"
     assert gateway.metric("gateway_streams_active") == 0
-    assert gateway.metric("gateway_stream_cancellations_total", reason="client_cancel") == 1
+    assert gateway.metric("gateway_stream_cancellations_total", reason="cancelled") == 1
     # The connection is free for the next answer.
     client.send({"type": "ping"})
     assert client.recv() == {"type": "pong"}
@@ -747,3 +747,12 @@ def test_shutdown_sends_each_open_answer_an_error_then_closes_1012(start_gateway
     assert said["type"] == "error" and said["id"] is None
     assert said["problem"]["code"] == "shutting_down"
     assert gateway.metric("gateway_streams_active") == 0
+
+
+def test_a_turn_counts_its_tokens_once_for_the_prompt_and_the_history_budget(impl):
+    turn = impl.model.Turn("How long may a connection stay idle?", "Ten minutes.")
+    count = impl.tokenizer.count_tokens
+    assert turn.tokens == count(turn.question) + count(turn.answer)
+    alone = impl.model.ModelRequest("And after that?", "Idle connections close.", 16)
+    follow_up = impl.model.ModelRequest("And after that?", "Idle connections close.", 16, (turn,))
+    assert follow_up.prompt_tokens == alone.prompt_tokens + turn.tokens

@@ -72,9 +72,11 @@ def answer(
     input_tokens: int = 42,
     latency_ms: int = 123,
     fail_with: tuple[str, str] | None = None,
+    output_tokens: int | None = None,
 ) -> bytes:
     """The frames of one ConverseStream text answer: messageStart, contentBlockDeltas,
-    contentBlockStop, messageStop, metadata.
+    contentBlockStop, messageStop, metadata (whose outputTokens is one per delta unless
+    `output_tokens` says otherwise: a real model's tokens are not its text chunks).
 
     With `fail_with=(exception_type, message)` the stream breaks after the deltas instead.
     """
@@ -88,10 +90,11 @@ def answer(
         return b"".join(frames) + exception(*fail_with)
     frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
     frames.append(event("messageStop", {"stopReason": stop_reason}))
+    output_tokens = len(deltas) if output_tokens is None else output_tokens
     usage = {
         "inputTokens": input_tokens,
-        "outputTokens": len(deltas),
-        "totalTokens": input_tokens + len(deltas),
+        "outputTokens": output_tokens,
+        "totalTokens": input_tokens + output_tokens,
     }
     frames.append(event("metadata", {"usage": usage, "metrics": {"latencyMs": latency_ms}}))
     return b"".join(frames)

@@ -2,16 +2,18 @@
 
 API Gateway keeps the WebSocket connection; each client message invokes this handler once with
 the route it selected on `$request.body.type` [apigw-ws-routes]. The handler answers an `ask`
-by streaming from Bedrock (the same request, event mapping and error catalogue as
-`reference_impl/bedrock.py`, synchronously) and pushing every message to the connection with
-`post_to_connection` [apigw-ws-connections]: `start`, `delta`s and exactly one `end` or `error`,
-the same JSON messages as the local `/v1/chat` (`contract/asyncapi.yaml`).
+through the same stream session as the local gateway (session.py: the guard's deadlines and
+max_tokens cut, the bill from Bedrock's own usage) on `bedrock.BedrockModel`, and pushes every
+message to the connection with `post_to_connection` [apigw-ws-connections]: `start`,
+`delta`s and exactly one `end` or `error`, the same JSON messages as the local `/v1/chat`
+(`contract/asyncapi.yaml`).
 
 Time limits, and how the handler lives with them [apigw-ws-quotas]:
 - a route's integration may take at most 29 seconds (not adjustable). The handler gives an
-  answer a time budget below it (`ANSWER_BUDGET_SECONDS`) and ends a longer one with a
-  `stream_timeout` error. Answers that need longer belong in a second, asynchronous invocation
-  that pushes through @connections on its own clock (our design note, not an AWS statement);
+  answer a time budget below it (`ANSWER_BUDGET_SECONDS`) as the stream's maximum duration, so
+  the guard ends a longer one with a `stream_timeout` error (`model_timeout` before a token).
+  Answers that need longer belong in a second, asynchronous invocation that pushes through
+  @connections on its own clock (our design note, not an AWS statement);
 - the connection itself lives at most 2 hours and is closed after 10 idle minutes, whatever the
   Lambda does: a client reconnects, and a post to a closed connection fails with
   `GoneException` (410), which ends the answer here and closes the Bedrock stream.
@@ -23,20 +25,26 @@ Follow-ups have no history either: each `ask` must name its document.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .. import bedrock, edge
+from ..bedrock import BedrockModel
 from ..contract.asyncapi_validate import client_message_error
 from ..errors import GatewayError
-from ..model import ModelRequest, TextDelta
+from ..gateway import Gateway
+from ..model import ModelRequest
+from ..request_id import new_request_id
+from ..session import StreamSession
 from ..settings import Settings
-from ..wire_ws import encode, error_message, readable_id, start_message
+from ..wire_ws import answer_message, encode, error_message, readable_id, start_message
 
 log = logging.getLogger(__name__)
 
@@ -97,58 +105,47 @@ def answer(
     request: ModelRequest,
     bedrock_client: Any,
     settings: Settings,
-    deadline: float,
+    budget_seconds: float,
 ) -> str:
-    """Stream one answer to the connection; returns how it ended (for the log)."""
-    request_id = edge.new_request_id()
-    started = time.perf_counter()
+    """Stream one answer to the connection within `budget_seconds`; returns how it ended (for
+    the log). The same stream session as the local gateway's, on Bedrock, with the budget as
+    the stream's maximum duration."""
+    stream_settings = settings.model_copy(update={"max_stream_seconds": budget_seconds})
+    gateway = Gateway(stream_settings, BedrockModel(stream_settings, client=bedrock_client))
+    return run_to_end(stream_answer(connection, ask_id, request, gateway))
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, str]) -> str:
+    """Run `coroutine` from synchronous code. Lambda calls the handler with no event loop
+    running; a notebook's kernel has one in this thread, so there it runs in a thread of its own.
+    """
     try:
-        stream = bedrock.open_stream(
-            bedrock_client, bedrock.converse_request(request, settings.bedrock_model_id)
-        )
-    except GatewayError as error:
-        connection.send(error_message(ask_id, error, request_id))
-        return error.code
-    reader = bedrock.StreamReader(stream, request)
-    first_token_at: float | None = None
-    index = 0
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def stream_answer(
+    connection: Connection, ask_id: str, request: ModelRequest, gateway: Gateway
+) -> str:
+    # API Gateway's usage plan has throttled the caller already; the admission here refuses
+    # only a request that could never fit the token budget.
+    session = StreamSession.admit(gateway, "lambda", request, new_request_id())
+    stopped_because = "client_disconnect"
     try:
-        if not connection.send(start_message(ask_id, request_id, False)):
-            return "client_gone"
-        for item in reader:
-            if time.monotonic() > deadline:
-                error = GatewayError(
-                    "stream_timeout", "The answer ran past the route's time budget."
-                )
-                connection.send(error_message(ask_id, error, request_id))
-                return "stream_timeout"
-            if isinstance(item, TextDelta):
-                if index >= request.max_tokens:  # a model that ignores maxTokens: cut it here
-                    item = bedrock.BedrockStop("max_tokens", request.prompt_tokens, index)
-                else:
-                    first_token_at = first_token_at or time.perf_counter()
-                    delta = {"type": "delta", "id": ask_id, "index": index, "text": item.text}
-                    if not connection.send(delta):
-                        return "client_gone"  # the finally below closes the Bedrock stream
-                    index += 1
-                    continue
-            now = time.perf_counter()
-            end = {
-                "type": "end",
-                "id": ask_id,
-                "stop_reason": item.stop_reason,
-                "usage": {"input_tokens": item.input_tokens, "output_tokens": item.output_tokens},
-                "ttft_ms": round(((first_token_at or now) - started) * 1000, 3),
-                "duration_ms": round((now - started) * 1000, 3),
-            }
-            connection.send(end)
-            return item.stop_reason
-        return "ended"
+        if not connection.send(start_message(ask_id, session.request_id, False)):
+            return stopped_because
+        async for item in session.items:
+            if not connection.send(answer_message(ask_id, item)):
+                return stopped_because  # the close below stops the Bedrock stream
+        return session.ending(stopped_because)
     except GatewayError as error:
-        connection.send(error_message(ask_id, error, request_id))
+        connection.send(error_message(ask_id, error, session.request_id))
         return error.code
     finally:
-        reader.close()
+        await session.close(stopped_because)
 
 
 def handler(event: dict[str, Any], context: Any, *, clients: dict[str, Any] | None = None):
@@ -168,7 +165,7 @@ def handler(event: dict[str, Any], context: Any, *, clients: dict[str, Any] | No
         "apigatewaymanagementapi", endpoint_url=management_endpoint(event)
     )
     connection = Connection(management, request_context["connectionId"])
-    request_id = edge.new_request_id()
+    request_id = new_request_id()
     try:
         message = json.loads(event.get("body") or "")
     except ValueError:
@@ -197,10 +194,9 @@ def handler(event: dict[str, Any], context: Any, *, clients: dict[str, Any] | No
     budget = ANSWER_BUDGET_SECONDS
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         budget = min(budget, context.get_remaining_time_in_millis() / 1000 - 1.0)
-    budget = min(budget, settings.max_stream_seconds)
+    # A budget already spent still gets a stream, which the guard ends at once with a timeout.
+    budget = max(min(budget, settings.max_stream_seconds), 0.001)
     bedrock_client = clients.get("bedrock-runtime") or bedrock.make_client(settings)
-    outcome = answer(
-        connection, message["id"], request, bedrock_client, settings, time.monotonic() + budget
-    )
+    outcome = answer(connection, message["id"], request, bedrock_client, settings, budget)
     log.info("ask %s ended: %s", message["id"], outcome)
     return {"statusCode": 200}
