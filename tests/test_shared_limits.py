@@ -1,0 +1,408 @@
+"""Admission limits shared by every worker, in a real Redis (reference_impl/shared_limits.py).
+
+The same behaviours as the per-worker limits of limits.py and tickets.py are checked on both
+implementations through the one interface the gateway uses (`AdmissionControl`), with the same
+error codes, messages and waits. Then what only Redis gives: two processes enforce one limit,
+a slot is freed once wherever the release comes from, every key expires, and an outage is
+refused (or, if the settings say so, counted and served with per-worker limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+
+import pytest
+import redis
+from support import TEST_SETTINGS
+
+from reference_impl import shared_limits
+from reference_impl.contract import validate as contract
+from reference_impl.errors import GatewayError, problem_from, problem_response
+from reference_impl.metrics import Metrics
+from reference_impl.settings import Settings
+
+KEY, OTHER = "test-key", "other-key"
+DEADLINE = 10.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(**overrides) -> Settings:
+    return Settings(**{**TEST_SETTINGS, **overrides})
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_limits(request):
+    """make_limits(clock, **settings) -> AdmissionControl, per-worker or in the test's Redis."""
+    if request.param == "memory":
+        return lambda clock, **overrides: shared_limits.MemoryAdmission(settings(**overrides), clock)
+    url = request.getfixturevalue("redis_url")
+    return lambda clock, **overrides: shared_limits.RedisAdmission.from_url(
+        settings(**overrides), url, clock=clock
+    )
+
+
+async def refusal(call) -> GatewayError:
+    with pytest.raises(GatewayError) as refused:
+        await call
+    return refused.value
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+# --- the same behaviours, both implementations ------------------------------------------------
+
+
+def test_the_rate_allows_the_burst_then_refuses_with_the_wait(make_limits):
+    async def scenario():
+        clock = Clock()
+        limits = make_limits(clock, rate_limit_rps=2.0, rate_limit_burst=3)
+        for _ in range(3):
+            await limits.check_rate(KEY)
+        refused = await refusal(limits.check_rate(KEY))
+        assert refused.code == "rate_limited" and refused.status == 429
+        assert refused.detail == "More than 2 requests per second (burst 3) for this API key."
+        assert refused.retry_after_seconds == pytest.approx(0.5)
+        await limits.check_rate(OTHER)  # each key has its own bucket
+        clock.now += 0.5
+        await limits.check_rate(KEY)
+        clock.now += 100  # the refill stops at the burst
+        for _ in range(3):
+            await limits.check_rate(KEY)
+        assert (await refusal(limits.check_rate(KEY))).code == "rate_limited"
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_budget_reserves_max_tokens_up_front_and_settles_to_what_was_used(make_limits):
+    async def scenario():
+        clock = Clock()
+        limits = make_limits(clock, tokens_per_minute=1000)
+        first = await limits.admit(KEY, 100, 500)  # reserves 600
+        clock.now += 10
+        refused = await refusal(limits.admit(KEY, 100, 400))
+        assert refused.code == "quota_exceeded" and refused.status == 429
+        assert refused.detail == "Token budget of 1000 per minute is in use (600 reserved)."
+        assert refused.retry_after_seconds == pytest.approx(50)
+        await limits.admit(OTHER, 100, 400)  # each key has its own budget
+        await first.release(100)  # the stream used far less than it reserved
+        await limits.admit(KEY, 100, 400)
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_budget_frees_reservations_after_a_minute_and_refuses_the_impossible(make_limits):
+    async def scenario():
+        clock = Clock()
+        limits = make_limits(clock, tokens_per_minute=1000)
+        await limits.admit(KEY, 0, 1000)
+        clock.now += 60.001
+        await limits.admit(KEY, 0, 1000)
+        refused = await refusal(limits.admit(KEY, 1, 1000))
+        assert refused.code == "quota_exceeded" and refused.retry_after_seconds == 60
+        assert refused.detail == (
+            "This request needs up to 1001 tokens, more than the budget of 1000 tokens per "
+            "minute; lower max_tokens or shorten the prompt."
+        )
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_stream_slots_per_key_refuse_with_rate_limited_until_one_is_released(make_limits):
+    async def scenario():
+        limits = make_limits(Clock(), max_concurrent_streams=2)
+        first = await limits.admit(KEY, 10, 10)
+        await limits.admit(KEY, 10, 10)
+        refused = await refusal(limits.admit(KEY, 10, 10))
+        assert refused.code == "rate_limited" and refused.retry_after_seconds == 1.0
+        assert refused.detail == "This API key already has 2 streams open, the most it may have."
+        await limits.admit(OTHER, 10, 10)
+        await first.release(20)
+        await limits.admit(KEY, 10, 10)
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_gateway_wide_slots_refuse_with_503_overloaded(make_limits):
+    async def scenario():
+        limits = make_limits(Clock(), max_total_streams=2)
+        first = await limits.admit(KEY, 10, 10)
+        await limits.admit(OTHER, 10, 10)
+        refused = await refusal(limits.admit("third-key", 10, 10))
+        assert refused.code == "overloaded" and refused.status == 503
+        assert refused.retry_after_seconds == 1.0
+        await first.release(0)
+        await limits.admit("third-key", 10, 10)
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_hold_released_twice_frees_one_slot(make_limits):
+    async def scenario():
+        limits = make_limits(Clock(), max_concurrent_streams=2)
+        first = await limits.admit(KEY, 10, 10)
+        await limits.admit(KEY, 10, 10)
+        await first.release(5)
+        await first.release(5)
+        await limits.admit(KEY, 10, 10)
+        assert (await refusal(limits.admit(KEY, 10, 10))).code == "rate_limited"
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_ticket_opens_once_for_the_key_it_was_issued_to(make_limits):
+    async def scenario():
+        limits = make_limits(Clock())
+        issued = await limits.issue_ticket(KEY)
+        assert issued.ticket.startswith("tkt_") and issued.key == KEY
+        assert await limits.redeem_ticket(issued.ticket) == KEY
+        assert await limits.redeem_ticket(issued.ticket) is None
+        assert await limits.redeem_ticket("tkt_never-issued") is None
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+# --- what only a shared store gives ------------------------------------------------------------
+
+
+def admit_in_a_process(redis_url, attempts, ready, go, results) -> None:
+    """One gateway worker: its own process, event loop and admission, built from the settings."""
+
+    async def burst():
+        worker_settings = settings(
+            redis_url=redis_url,
+            rate_limit_rps=0.001,
+            rate_limit_burst=10,
+            max_concurrent_streams=3,
+        )
+        limits = shared_limits.build_admission(worker_settings)
+        passed_rate = admitted = 0
+        ready.release()
+        go.wait()
+        for _ in range(attempts):
+            try:
+                await limits.check_rate(KEY)
+                passed_rate += 1
+            except GatewayError:
+                pass
+        for _ in range(attempts):
+            try:
+                await limits.admit(KEY, 10, 10)  # held, never released: a long stream
+                admitted += 1
+            except GatewayError:
+                pass
+        await limits.aclose()
+        return passed_rate, admitted
+
+    results.put(asyncio.run(burst()))
+
+
+def burst_from_two_workers(redis_url: str | None) -> tuple[int, int]:
+    """Each of two worker processes sends 10 requests and opens 4 streams, all at once; the
+    totals that got through, over both."""
+    context = multiprocessing.get_context("spawn")
+    ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+    workers = [
+        context.Process(target=admit_in_a_process, args=(redis_url, attempts, ready, go, results))
+        for attempts in (10, 10)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            assert ready.acquire(timeout=30), "a worker process did not start"
+        go.set()
+        counts = [results.get(timeout=30) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+@pytest.mark.timeout(120)
+def test_two_worker_processes_on_one_redis_enforce_one_limit(redis_url):
+    # The limits: a burst of 10 requests and 3 open streams per key. Per worker, each worker
+    # lets its own 10 and 3 through; on Redis, both together get exactly those.
+    assert burst_from_two_workers(None) == (20, 6)
+    assert burst_from_two_workers(redis_url) == (10, 3)
+
+
+def test_a_slot_is_freed_once_whichever_copy_of_the_hold_releases_it(redis_url):
+    async def scenario():
+        limits = shared_limits.RedisAdmission.from_url(settings(max_concurrent_streams=2), redis_url)
+        first = await limits.admit(KEY, 10, 10)
+        await limits.admit(KEY, 10, 10)
+        # A second release of the same hold, as a retry or another code path would send it:
+        # Redis itself frees the slot once, not only the Python object.
+        retry = shared_limits.RedisHold(limits, KEY, first.hold_id, first.tokens)
+        assert await limits.release(first, 5) is True
+        assert await limits.release(retry, 5) is False
+        await limits.admit(KEY, 10, 10)
+        assert (await refusal(limits.admit(KEY, 10, 10))).code == "rate_limited"
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_slots_of_a_worker_that_died_come_back_when_their_lease_ends(redis_url):
+    direct = redis.Redis.from_url(redis_url)
+
+    async def crash_holding_two_slots():
+        limits = shared_limits.RedisAdmission.from_url(
+            settings(max_concurrent_streams=2), redis_url, slot_lease_seconds=0.5
+        )
+        await limits.admit(KEY, 10, 10)
+        await limits.admit(KEY, 10, 10)
+        assert (await refusal(limits.admit(KEY, 10, 10))).code == "rate_limited"
+        await limits.aclose()  # gone without releasing anything
+
+    async def admit_again():
+        limits = shared_limits.RedisAdmission.from_url(
+            settings(max_concurrent_streams=2), redis_url
+        )
+        await limits.admit(KEY, 10, 10)
+        await limits.admit(KEY, 10, 10)
+        await limits.aclose()
+
+    asyncio.run(crash_holding_two_slots())
+    slots = [k for k in direct.scan_iter("gateway:slots*")]
+    assert len(slots) == 2  # the key's slots and the gateway's
+    wait_until(lambda: direct.exists(*slots) == 0, "the slot leases expired")
+    asyncio.run(admit_again())
+
+
+def test_every_key_expires_so_nothing_is_kept_forever(redis_url):
+    direct = redis.Redis.from_url(redis_url)
+
+    async def scenario():
+        limits = shared_limits.RedisAdmission.from_url(
+            settings(rate_limit_rps=2.0, rate_limit_burst=3, ws_ticket_seconds=0.3), redis_url
+        )
+        await limits.check_rate(KEY)
+        hold = await limits.admit(KEY, 10, 10)
+        await hold.release(15)
+        await limits.admit(OTHER, 10, 10)
+        return limits, await limits.issue_ticket(KEY)
+
+    limits, issued = asyncio.run(scenario())
+    keys = list(direct.scan_iter("gateway:*"))
+    assert len(keys) == 7  # 2 budgets, 2 key slot sets, all slots, 1 bucket, 1 ticket
+    for key in keys:
+        assert direct.pttl(key) > 0, f"{key!r} never expires"
+    # The bucket, one request short of full at 2 tokens a second, is forgotten soon after it
+    # would be full again; the ticket at the end of its life.
+    bucket = next(k for k in keys if k.startswith(b"gateway:bucket:"))
+    assert direct.pttl(bucket) <= 1500
+    ticket = next(k for k in keys if k.startswith(b"gateway:ticket:"))
+    wait_until(lambda: direct.exists(bucket, ticket) == 0, "the bucket and the ticket expired")
+
+    async def redeem_late():
+        late = shared_limits.RedisAdmission.from_url(settings(), redis_url)
+        assert await late.redeem_ticket(issued.ticket) is None
+        await late.aclose()
+
+    asyncio.run(redeem_late())
+
+
+def test_no_api_key_or_ticket_appears_in_a_redis_key_name(redis_url):
+    direct = redis.Redis.from_url(redis_url)
+    secret = "sk-live-do-not-log-me"
+
+    async def scenario():
+        limits = shared_limits.RedisAdmission.from_url(settings(api_keys=(secret,)), redis_url)
+        await limits.check_rate(secret)
+        await limits.admit(secret, 10, 10)
+        issued = await limits.issue_ticket(secret)
+        await limits.aclose()
+        return issued.ticket
+
+    ticket = asyncio.run(scenario())
+    names = b" ".join(direct.scan_iter("*"))
+    assert names and secret.encode() not in names and ticket.encode() not in names
+
+
+# --- when Redis goes away mid-run --------------------------------------------------------------
+
+
+def test_with_redis_gone_admission_refuses_with_a_503_problem_and_counts_it(redis_server):
+    metrics = Metrics()
+    limits = shared_limits.build_admission(settings(redis_url=redis_server.url), metrics)
+
+    async def scenario():
+        await limits.check_rate(KEY)
+        hold = await limits.admit(KEY, 10, 10)
+        redis_server.stop()
+        await hold.release(15)  # never raises: the slot's lease frees it
+        for call in (limits.check_rate(KEY), limits.admit(KEY, 10, 10)):
+            refused = await refusal(call)
+            assert refused.code == "limits_unavailable" and refused.status == 503
+            assert refused.retry_after_seconds == 1.0
+        assert (await refusal(limits.issue_ticket(KEY))).code == "limits_unavailable"
+        await limits.aclose()
+        return refused
+
+    refused = asyncio.run(scenario())
+    assert metrics.value("gateway_limits_unavailable_total", {"action": "refused"}) == 3
+    response = problem_response(problem_from(refused, "req_0123456789abcdef"))
+    assert response.headers["retry-after"] == "1"
+    for method, path in (("GET", "/v1/documents"), ("POST", "/v1/ask/stream")):
+        contract.validate_response(method, path, 503, response.headers, response.body)
+
+
+def test_with_redis_gone_the_per_worker_policy_falls_back_and_counts_it(redis_server):
+    metrics = Metrics()
+    limits = shared_limits.build_admission(
+        settings(
+            redis_url=redis_server.url,
+            redis_unavailable="per_worker",
+            rate_limit_rps=0.001,
+            rate_limit_burst=2,
+        ),
+        metrics,
+    )
+
+    async def scenario():
+        await limits.check_rate(KEY)
+        await limits.check_rate(KEY)
+        redis_server.stop()
+        # This worker's own bucket is full: the burst is let through again, once per worker.
+        await limits.check_rate(KEY)
+        await limits.check_rate(KEY)
+        assert (await refusal(limits.check_rate(KEY))).code == "rate_limited"
+        hold = await limits.admit(KEY, 10, 10)
+        await hold.release(15)
+        issued = await limits.issue_ticket(KEY)
+        assert await limits.redeem_ticket(issued.ticket) == KEY
+        await limits.aclose()
+
+    asyncio.run(scenario())
+    assert metrics.value("gateway_limits_unavailable_total", {"action": "per_worker"}) == 6
+
+
+def test_without_a_redis_url_admission_is_per_worker_and_says_so():
+    limits = shared_limits.build_admission(settings())
+    assert isinstance(limits, shared_limits.MemoryAdmission) and limits.scope == "per_worker"
+    shared = shared_limits.build_admission(settings(redis_url="redis://127.0.0.1:1/0"))
+    assert shared.scope == "shared"
