@@ -29,10 +29,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from .errors import GatewayError
 from .limits import Admission
@@ -263,12 +263,13 @@ RELEASE = (
 local hold, reserved, used = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local freed = redis.call('ZREM', KEYS[1], hold)
 redis.call('ZREM', KEYS[2], hold)
--- Settle once: the reservation's member changes name when it is settled.
-local member = hold .. ':' .. reserved
+-- Settle once: the reservation's member changes name when it is settled. Add the new member
+-- before removing the old, so the set is never empty: an emptied set is deleted with its TTL.
+local member, settled = hold .. ':' .. reserved, hold .. ':' .. math.min(used, reserved)
 local at = redis.call('ZSCORE', KEYS[3], member)
-if at then
+if at and settled ~= member then
+  redis.call('ZADD', KEYS[3], at, settled)
   redis.call('ZREM', KEYS[3], member)
-  redis.call('ZADD', KEYS[3], at, hold .. ':' .. math.min(used, reserved))
 end
 return freed
 """
