@@ -9,7 +9,9 @@ Options override the GATEWAY_* environment; everything else comes from it (see s
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import signal
 import socket
 import sys
 
@@ -35,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake-tokens-per-second", help="speed of the fake model")
     parser.add_argument("--api-keys", help="comma-separated keys clients may use")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (limits are per worker unless GATEWAY_REDIS_URL)",
+    )
     args = parser.parse_args(argv)
     for option, variable in OPTION_ENV.items():
         if getattr(args, option) is not None:
@@ -48,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_module.Settings()
     except Exception as error:  # bad settings or LAB_IMPL: say what, not a traceback
         print(f"cannot start the gateway: {error}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("--workers must be 1 or more", file=sys.stderr)
         return 2
     app = app_module.create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -67,9 +78,56 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
+    if args.workers > 1:
+        print(f"  {limits_scope(app, args.workers)}", flush=True)
+        return serve_workers(sock, args.workers, args.log_level)
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
     GatewayServer(config).run(sockets=[sock])
     return 0
+
+
+def limits_scope(app, workers: int) -> str:
+    """One line on what N workers do to the limits, from the admission the app really uses."""
+    if getattr(app.state.gateway.admission, "scope", "per_worker") == "shared":
+        return f"limits: shared by the {workers} workers in Redis (GATEWAY_REDIS_URL)"
+    return (
+        f"limits: PER WORKER: each of the {workers} workers keeps its own rate, token budget and "
+        f"stream slots, so together they let up to {workers} times the traffic through; set "
+        "GATEWAY_REDIS_URL to share them"
+    )
+
+
+def serve_workers(sock: socket.socket, workers: int, log_level: str) -> int:
+    """N processes accepting on one listening socket, each with its own app, stopped together.
+
+    Each worker is spawned, not forked, and builds its app from the same GATEWAY_* environment;
+    the kernel hands each new connection to one of them.
+    """
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=serve_worker, args=(sock, log_level), name=f"gateway-worker-{n}")
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def stop(signum, frame) -> None:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each worker's GatewayServer shuts down cleanly
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.join()
+    return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in processes) else 1
+
+
+def serve_worker(sock: socket.socket, log_level: str) -> None:
+    """One worker process: the implementation and settings of the environment it inherited."""
+    app = impl_switch.load("app").create_app(impl_switch.load("settings").Settings())
+    config = uvicorn.Config(app, log_level=log_level, **app.state.uvicorn_options)
+    GatewayServer(config).run(sockets=[sock])
 
 
 class GatewayServer(uvicorn.Server):
