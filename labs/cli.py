@@ -9,15 +9,15 @@ Options override the GATEWAY_* environment; everything else comes from it (see s
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
-import signal
 import socket
 import sys
 
 import uvicorn
 
 from course import impl as impl_switch
+
+from . import workers
 
 OPTION_ENV = {
     "fake_behavior": "GATEWAY_FAKE_BEHAVIOR",
@@ -79,55 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
     if args.workers > 1:
-        print(f"  {limits_scope(app, args.workers)}", flush=True)
-        return serve_workers(sock, args.workers, args.log_level)
+        print(f"  {workers.limits_scope(app, args.workers)}", flush=True)
+        return workers.serve(
+            sock,
+            args.workers,
+            workers.WorkerApp(app_module.create_app, settings_module.Settings, GatewayServer),
+            args.log_level,
+        )
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
     GatewayServer(config).run(sockets=[sock])
     return 0
-
-
-def limits_scope(app, workers: int) -> str:
-    """One line on what N workers do to the limits, from the admission the app really uses."""
-    if getattr(app.state.gateway.admission, "scope", "per_worker") == "shared":
-        return f"limits: shared by the {workers} workers in Redis (GATEWAY_REDIS_URL)"
-    return (
-        f"limits: PER WORKER: each of the {workers} workers keeps its own rate, token budget and "
-        f"stream slots, so together they let up to {workers} times the traffic through; set "
-        "GATEWAY_REDIS_URL to share them"
-    )
-
-
-def serve_workers(sock: socket.socket, workers: int, log_level: str) -> int:
-    """N processes accepting on one listening socket, each with its own app, stopped together.
-
-    Each worker is spawned, not forked, and builds its app from the same GATEWAY_* environment;
-    the kernel hands each new connection to one of them.
-    """
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=serve_worker, args=(sock, log_level), name=f"gateway-worker-{n}")
-        for n in range(workers)
-    ]
-    for process in processes:
-        process.start()
-
-    def stop(signum, frame) -> None:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: each worker's GatewayServer shuts down cleanly
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for process in processes:
-        process.join()
-    return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in processes) else 1
-
-
-def serve_worker(sock: socket.socket, log_level: str) -> None:
-    """One worker process: the implementation and settings of the environment it inherited."""
-    app = impl_switch.load("app").create_app(impl_switch.load("settings").Settings())
-    config = uvicorn.Config(app, log_level=log_level, **app.state.uvicorn_options)
-    GatewayServer(config).run(sockets=[sock])
 
 
 class GatewayServer(uvicorn.Server):
