@@ -13,8 +13,10 @@ import asyncio
 import multiprocessing
 import time
 
+import hypothesis
 import pytest
 import redis
+from hypothesis import strategies as st
 from support import TEST_SETTINGS
 
 from reference_impl import shared_limits
@@ -414,3 +416,68 @@ def test_without_a_redis_url_admission_is_per_worker_and_says_so():
     assert isinstance(limits, shared_limits.MemoryAdmission) and limits.scope == "per_worker"
     shared = shared_limits.build_admission(settings(redis_url="redis://127.0.0.1:1/0"))
     assert shared.scope == "shared"
+
+
+# --- both implementations agree on any sequence of requests ------------------------------------
+
+RATE = st.tuples(st.just("rate"), st.sampled_from([KEY, KEY, KEY, OTHER]))
+ADMIT = st.tuples(
+    st.just("admit"), st.sampled_from([KEY, KEY, OTHER]), st.integers(0, 300), st.integers(1, 700)
+)
+RELEASE = st.tuples(st.just("release"), st.integers(0, 20), st.integers(0, 1000))
+# Steps that binary floats hold exactly, so both sides compute the same numbers; 30 + 30 lands
+# a reservation exactly on the edge of the window.
+WAIT = st.tuples(st.just("wait"), st.sampled_from([0.25, 0.5, 1.0, 30.0, 60.0, 61.0]))
+OPERATIONS = st.lists(st.one_of(RATE, RATE, ADMIT, RELEASE, WAIT), min_size=5, max_size=40)
+
+
+async def replay(limits, clock: Clock, operations) -> list:
+    """What each operation did: None when let through, else (code, detail, retry after)."""
+    holds, outcomes = [], []
+    for operation in operations:
+        kind, outcome = operation[0], None
+        try:
+            if kind == "rate":
+                await limits.check_rate(operation[1])
+            elif kind == "admit":
+                holds.append(await limits.admit(*operation[1:]))
+            elif kind == "release" and holds:
+                await holds[operation[1] % len(holds)].release(operation[2])
+            elif kind == "wait":
+                clock.now += operation[1]
+        except GatewayError as error:
+            outcome = (error.code, error.detail, round(error.retry_after_seconds, 6))
+        outcomes.append(outcome)
+    await limits.aclose()
+    return outcomes
+
+
+def test_per_worker_and_redis_limits_answer_every_sequence_of_requests_alike(redis_url):
+    overrides = dict(
+        rate_limit_rps=2.0,
+        rate_limit_burst=4,
+        tokens_per_minute=1500,
+        max_concurrent_streams=3,
+        max_total_streams=5,
+    )
+    examples = iter(range(10**6))
+
+    # No shrinking: each example is two replays over the network, and the first failing
+    # sequence found is readable as it is.
+    @hypothesis.settings(
+        max_examples=200,
+        deadline=None,
+        database=None,
+        phases=[hypothesis.Phase.generate],
+    )
+    @hypothesis.given(OPERATIONS)
+    def agree(operations):
+        memory_clock, redis_clock = Clock(), Clock()
+        memory = shared_limits.MemoryAdmission(settings(**overrides), memory_clock)
+        shared = shared_limits.RedisAdmission.from_url(
+            settings(**overrides), redis_url, clock=redis_clock, prefix=f"p{next(examples)}:"
+        )
+        expected = asyncio.run(replay(memory, memory_clock, operations))
+        assert asyncio.run(replay(shared, redis_clock, operations)) == expected
+
+    agree()
