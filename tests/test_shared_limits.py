@@ -128,6 +128,22 @@ def test_the_budget_frees_reservations_after_a_minute_and_refuses_the_impossible
     asyncio.run(scenario())
 
 
+def test_the_wait_is_until_just_enough_of_the_oldest_reservations_leave_the_window(make_limits):
+    async def scenario():
+        clock = Clock()
+        limits = make_limits(clock, tokens_per_minute=1000)
+        await limits.admit(KEY, 0, 400)
+        clock.now += 10
+        await limits.admit(KEY, 0, 600)
+        clock.now += 10
+        # 400 more are needed: exactly the oldest reservation, which leaves in 40 s.
+        assert (await refusal(limits.admit(KEY, 0, 400))).retry_after_seconds == 40
+        assert (await refusal(limits.admit(KEY, 0, 401))).retry_after_seconds == 50
+        await limits.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_stream_slots_per_key_refuse_with_rate_limited_until_one_is_released(make_limits):
     async def scenario():
         limits = make_limits(Clock(), max_concurrent_streams=2)
@@ -370,6 +386,9 @@ def test_with_redis_gone_admission_refuses_with_a_503_problem_and_counts_it(redi
             assert refused.code == "limits_unavailable" and refused.status == 503
             assert refused.retry_after_seconds == 1.0
         assert (await refusal(limits.issue_ticket(KEY))).code == "limits_unavailable"
+        redis_server.start()  # back, empty, on the same port, without the scripts
+        await limits.check_rate(KEY)
+        await (await limits.admit(KEY, 10, 10)).release(15)
         await limits.aclose()
         return refused
 
