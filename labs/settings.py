@@ -157,6 +157,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def empty_redis_url_is_none(cls, value: object) -> object:
+        # GATEWAY_REDIS_URL= (set but empty) means no Redis, as unset does.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def split_keys(cls, value: object) -> object:

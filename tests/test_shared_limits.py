@@ -430,9 +430,11 @@ def test_with_redis_gone_the_per_worker_policy_falls_back_and_counts_it(redis_se
     assert metrics.value("gateway_limits_unavailable_total", {"action": "per_worker"}) == 6
 
 
-def test_without_a_redis_url_admission_is_per_worker_and_says_so():
+def test_without_a_redis_url_admission_is_per_worker_and_says_so(monkeypatch):
     limits = shared_limits.build_admission(settings())
     assert isinstance(limits, shared_limits.MemoryAdmission) and limits.scope == "per_worker"
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "")
+    assert Settings().redis_url is None
     shared = shared_limits.build_admission(settings(redis_url="redis://127.0.0.1:1/0"))
     assert shared.scope == "shared"
 
