@@ -2,7 +2,7 @@
 
 The same behaviours as the per-worker limits of limits.py and tickets.py are checked on both
 implementations through the one interface the gateway uses (`AdmissionControl`), with the same
-error codes, messages and waits. Then what only Redis gives: two processes enforce one limit,
+error codes, messages and waits. Then what only Redis gives: three processes enforce one limit,
 a slot is freed once wherever the release comes from, every key expires, and an outage is
 refused (or, if the settings say so, counted and served with per-worker limits).
 """
@@ -237,14 +237,14 @@ def admit_in_a_process(redis_url, attempts, ready, go, results) -> None:
     results.put(asyncio.run(burst()))
 
 
-def burst_from_two_workers(redis_url: str | None) -> tuple[int, int]:
-    """Each of two worker processes sends 10 requests and opens 4 streams, all at once; the
-    totals that got through, over both."""
+def burst_from_workers(redis_url: str | None, count: int) -> tuple[int, int]:
+    """Each worker process sends 10 requests, then opens 10 streams, all at once; the totals
+    that got through, over all of them."""
     context = multiprocessing.get_context("fork")
     ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
     workers = [
         context.Process(target=admit_in_a_process, args=(redis_url, attempts, ready, go, results))
-        for attempts in (10, 10)
+        for attempts in [10] * count
     ]
     for worker in workers:
         worker.start()
@@ -262,11 +262,11 @@ def burst_from_two_workers(redis_url: str | None) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(120)
-def test_two_worker_processes_on_one_redis_enforce_one_limit(redis_url):
+def test_three_worker_processes_on_one_redis_enforce_one_limit(redis_url):
     # The limits: a burst of 10 requests and 3 open streams per key. Per worker, each worker
-    # lets its own 10 and 3 through; on Redis, both together get exactly those.
-    assert burst_from_two_workers(None) == (20, 6)
-    assert burst_from_two_workers(redis_url) == (10, 3)
+    # lets its own 10 and 3 through; on Redis, all three together get exactly those.
+    assert burst_from_workers(None, 3) == (30, 9)
+    assert burst_from_workers(redis_url, 3) == (10, 3)
 
 
 def test_a_slot_is_freed_once_whichever_copy_of_the_hold_releases_it(redis_url):
