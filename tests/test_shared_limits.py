@@ -240,6 +240,9 @@ def admit_in_a_process(redis_url, attempts, ready, go, results) -> None:
 def burst_from_workers(redis_url: str | None, count: int) -> tuple[int, int]:
     """Each worker process sends 10 requests, then opens 10 streams, all at once; the totals
     that got through, over all of them."""
+    # Forked, not spawned: a spawned process imports the whole test module again, seconds on a
+    # busy machine. Each child builds its own event loop and Redis client after the fork and
+    # touches nothing of the parent's but the settings.
     context = multiprocessing.get_context("fork")
     ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
     workers = [
