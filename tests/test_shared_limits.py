@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 import time
 
 import hypothesis
@@ -401,6 +402,25 @@ def test_with_redis_gone_admission_refuses_with_a_503_problem_and_counts_it(redi
     assert response.headers["retry-after"] == "1"
     for method, path in (("GET", "/v1/documents"), ("POST", "/v1/ask/stream")):
         contract.validate_response(method, path, 503, response.headers, response.body)
+
+
+def test_a_redis_that_stops_answering_is_unavailable_after_the_timeout(redis_server):
+    metrics = Metrics()
+    limits = shared_limits.build_admission(
+        settings(redis_url=redis_server.url, redis_timeout_seconds=0.2), metrics
+    )
+
+    async def scenario():
+        await limits.check_rate(KEY)
+        redis_server.process.send_signal(signal.SIGSTOP)  # alive, connected, silent
+        try:
+            assert (await refusal(limits.check_rate(KEY))).code == "limits_unavailable"
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await limits.aclose()
+
+    asyncio.run(scenario())
+    assert metrics.value("gateway_limits_unavailable_total", {"action": "refused"}) == 1
 
 
 def test_with_redis_gone_the_per_worker_policy_falls_back_and_counts_it(redis_server):
