@@ -24,6 +24,7 @@ codes, messages and waits are the same in both.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -294,8 +295,11 @@ class RedisHold:
         if self.released:
             return
         self.released = True
+        # Shielded: a stream's `finally` often runs in a task being cancelled (the client left),
+        # and a cancelled release would keep the slot for the whole lease.
+        release = asyncio.ensure_future(self.limits.release(self, tokens_used))
         try:
-            await self.limits.release(self, tokens_used)
+            await asyncio.shield(release)
         except REDIS_DOWN as error:
             # The slot's lease frees it later, and the reservation stays at its full size until
             # it leaves the window: both err on the side of the limit.

@@ -292,6 +292,33 @@ def test_a_slot_is_freed_once_whichever_copy_of_the_hold_releases_it(redis_url):
     asyncio.run(scenario())
 
 
+def test_a_release_cancelled_midway_still_frees_the_slot(redis_url):
+    direct = redis.Redis.from_url(redis_url)
+
+    async def scenario():
+        admitting = shared_limits.RedisAdmission.from_url(settings(), redis_url)
+        hold = await admitting.admit(KEY, 10, 10)
+        # The release goes through a client with no connection yet, so it is cancelled while
+        # connecting, before its command is sent: as a stream's `finally` is when the client
+        # that left cancels the task running it.
+        releasing = shared_limits.RedisAdmission.from_url(settings(), redis_url)
+        release = asyncio.create_task(
+            shared_limits.RedisHold(releasing, KEY, hold.hold_id, hold.tokens).release(5)
+        )
+        await asyncio.sleep(0)
+        release.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await release
+        deadline = time.monotonic() + DEADLINE
+        while direct.exists("gateway:slots"):
+            assert time.monotonic() < deadline, "the cancelled release never freed the slot"
+            await asyncio.sleep(0.01)
+        await admitting.aclose()
+        await releasing.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_the_slots_of_a_worker_that_died_come_back_when_their_lease_ends(redis_url):
     direct = redis.Redis.from_url(redis_url)
 
