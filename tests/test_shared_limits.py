@@ -545,8 +545,15 @@ def test_per_worker_and_redis_limits_answer_every_sequence_of_requests_alike(red
     def agree(operations):
         memory_clock, redis_clock = Clock(), Clock()
         memory = shared_limits.MemoryAdmission(settings(**overrides), memory_clock)
+        # Slots never released here are held forever in memory; in Redis their lease would end
+        # after max_stream_seconds and a margin, the longest a real stream lives. The test's
+        # clock runs for minutes, so the lease is made longer than it can reach.
         shared = shared_limits.RedisAdmission.from_url(
-            settings(**overrides), redis_url, clock=redis_clock, prefix=f"p{next(examples)}:"
+            settings(**overrides),
+            redis_url,
+            clock=redis_clock,
+            prefix=f"p{next(examples)}:",
+            slot_lease_seconds=10**6,
         )
         expected = asyncio.run(replay(memory, memory_clock, operations))
         assert asyncio.run(replay(shared, redis_clock, operations)) == expected
