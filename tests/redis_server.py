@@ -11,10 +11,13 @@ can also stop and start the server, to test what the gateway does when Redis goe
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ import pytest
 
 REDIS_SERVER = shutil.which("redis-server")
 START_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 MISSING = "redis-server is not installed (Debian: apt-get install redis-server); CI installs it"
 
@@ -43,6 +47,13 @@ def ping(port: int, timeout: float = 0.5) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def die_with_parent() -> None:
+    # Linux: the server gets SIGTERM when the test process dies, even killed, so no server is
+    # left behind by a run that never reached its teardown.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class RedisServer:
@@ -88,6 +99,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
