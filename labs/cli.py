@@ -17,6 +17,7 @@ import sys
 import uvicorn
 
 from . import app as app_module
+from . import workers
 from .background import GatewayServer
 from .settings import Settings
 
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         "--demo", action="store_true", help="the demo page's presenter panel (fake model only)"
     )
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (limits are per worker unless GATEWAY_REDIS_URL)",
+    )
     args = parser.parse_args(argv)
     if args.demo:
         os.environ["GATEWAY_DEMO_CONTROLS"] = "true"
@@ -51,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
     except Exception as error:  # bad settings: say what, not a traceback
         print(f"cannot start the gateway: {error}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("--workers must be 1 or more", file=sys.stderr)
         return 2
     app = app_module.create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     default_key = Settings.model_fields["api_keys"].default
     key = settings.api_keys[0] if tuple(settings.api_keys) == default_key else "<your key>"
     print(f"  demo page: http://{args.host}:{port}/  (API key: {key})", flush=True)
+    if args.workers > 1:
+        print(f"  {workers.limits_scope(app, args.workers)}", flush=True)
+        return workers.serve(
+            sock,
+            args.workers,
+            workers.WorkerApp(app_module.create_app, Settings, GatewayServer),
+            args.log_level,
+        )
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
     GatewayServer(config).run(sockets=[sock])
     return 0

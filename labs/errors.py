@@ -43,6 +43,9 @@ CATALOGUE: dict[str, ErrorKind] = {
     "quota_exceeded": ErrorKind(429, "Token quota exceeded", True),
     "busy": ErrorKind(409, "An answer is already streaming", True),
     "overloaded": ErrorKind(503, "Gateway overloaded", True),
+    # The shared store of the limits (Redis) is unreachable, and the gateway will not let
+    # requests through unchecked.
+    "limits_unavailable": ErrorKind(503, "Limits unavailable", True),
     # The gateway is stopping (a deploy, a scale-in): reconnect, possibly to another instance.
     "shutting_down": ErrorKind(503, "Gateway restarting", True),
     # A WebSocket connection reached a limit of its own and is closed (1001): open a new one.

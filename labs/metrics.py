@@ -58,6 +58,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.limits_unavailable = Counter(
+            "gateway_limits_unavailable",
+            "Admission checks made while the shared limits store (Redis) was unreachable, by"
+            " what the gateway did: refused (503 limits_unavailable) or per_worker (it used this"
+            " worker's own limits instead)",
+            ["action"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "gateway_ttft_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=r
         )

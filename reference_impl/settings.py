@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     # All keys together: above this the gateway answers 503 overloaded, to protect the backend.
     max_total_streams: int = Field(256, gt=0)
 
+    # --- limits shared by several workers (reference_impl/shared_limits.py) ------------------
+    # Unset: every limit above lives in the worker's memory, so N workers let N times the
+    # traffic through. Set (redis://host:6379/0): the rate, the token budget, the stream slots
+    # and the WebSocket tickets live in this Redis, and every worker enforces one limit.
+    redis_url: str | None = None
+    # What admission does when Redis cannot be reached: "refuse" answers 503
+    # limits_unavailable (a limit nobody can check is not enforced: fail closed);
+    # "per_worker" falls back to this worker's own limits, logs it and counts it in
+    # gateway_limits_unavailable_total.
+    redis_unavailable: Literal["refuse", "per_worker"] = "refuse"
+    # The longest one Redis call may take before Redis counts as unreachable.
+    redis_timeout_seconds: Seconds = 0.5
+
     # --- the WebSocket chat (/v1/chat), per connection ---------------------------------------
     # API Gateway WebSocket APIs take messages of at most 128 KB (in frames of at most 32 KB) and
     # close the connection with 1009 when one is larger [apigw-ws-quotas]. We do the same.
@@ -163,6 +176,12 @@ class Settings(BaseSettings):
                 "can call with ConverseStream (aws bedrock list-foundation-models lists them)"
             )
         return self
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def empty_redis_url_is_none(cls, value: object) -> object:
+        # GATEWAY_REDIS_URL= (set but empty) means no Redis, as unset does.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", mode="before")
     @classmethod

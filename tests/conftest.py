@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from support import TEST_SETTINGS, RunningGateway
 
-pytest_plugins = ["course.grading", "browser"]
+pytest_plugins = ["course.grading", "browser", "redis_server"]
 
 
 @pytest.fixture
