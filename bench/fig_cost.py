@@ -9,7 +9,8 @@ be the wrong design (<= 1.0x bare sse-starlette), and a floor of pure byte-pushi
 the limits, the guard and the contract's encoder, but not much (<= 1.6x the floor). Time to
 first token added by the gateway (edge checks, admission, the guard's start) must stay far below
 what a person or a model could notice (<= 0.3 ms p50): the model's own first token takes
-hundreds of milliseconds.
+hundreds of milliseconds. A bare WebSocket endpoint (accept, then send pre-encoded messages) is
+WebSocket's floor, so the chat is held to the floor's target (<= 1.6x).
 
 Each server runs alone in its own process on CPU 0, the client on CPU 1; only ratios and
 differences between servers measured in the same run are compared.

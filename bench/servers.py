@@ -76,7 +76,9 @@ def ws_bare_app() -> Starlette:
         while True:
             count = int(await websocket.receive_text())
             for index in range(count):
-                await websocket.send_text('{"type":"delta","id":"a","index":%d,"text":" token"}' % index)
+                await websocket.send_text(
+                    f'{{"type":"delta","id":"a","index":{index},"text":" token"}}'
+                )
             await websocket.send_text('{"type":"end","id":"a","stop_reason":"max_tokens"}')
 
     return Starlette(routes=[WebSocketRoute("/chat", chat)])
