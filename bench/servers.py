@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 API_KEY = "bench-key"
 TOKENS_PER_SECOND = 100.0
@@ -73,6 +73,10 @@ def sse_floor_app() -> Starlette:
 def ws_bare_app() -> Starlette:
     async def chat(websocket: WebSocket) -> None:
         await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):  # the client leaves between answers
+            await answer(websocket)
+
+    async def answer(websocket: WebSocket) -> None:
         while True:
             count = int(await websocket.receive_text())
             for index in range(count):
