@@ -72,7 +72,8 @@ def concurrency_rows(concurrency: dict) -> list[Row]:
             Row(
                 f"{label}: p99 gap between tokens",
                 f"{c['gap_p99_ms']:.1f} ms (p50 {c['gap_p50_ms']:.1f}; server "
-                f"{c['server_cores']:.2f} cores, client {c['client_cores']:.2f})",
+                f"{c['server_cores']:.2f} cores, client {c['client_cores']:.2f}; waited for a "
+                f"CPU {c['run_queue_wait_ms']:.0f} ms per round)",
                 "<= 50 ms",
                 c["gap_p99_ms"] <= 50.0,
             ),
@@ -176,7 +177,10 @@ def markdown(table: list[Row], machine: dict, seconds: float) -> str:
         "more telling than absolute times. The concurrency figures need the server's one core for",
         "500 streams at once; a second worker would need a core of its own, which this machine",
         "does not have beside the clients. Each figure's meaning and the reason for its target",
-        "are in the docstring of its module in `bench/` (`fig_*.py`).",
+        "are in the docstring of its module in `bench/` (`fig_*.py`). In the concurrency rows,",
+        "'waited for a CPU' is the time the server and the client were ready to run while",
+        "another process held their CPU (schedstat): far above zero, the gaps are not the",
+        "gateway's alone.",
         "",
         "| Figure | Measured | Target | Result |",
         "|---|---|---|---|",

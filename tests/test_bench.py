@@ -28,6 +28,7 @@ def results(**changes) -> dict:
         "gap_p99_ms": 20.0,
         "server_cores": 0.9,
         "client_cores": 0.3,
+        "run_queue_wait_ms": 40.0,
         "server_peak_mib": 120.0,
     }
     idle = {"connections": 500, "alive": 500, "kib_per_connection": 30.0}
