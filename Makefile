@@ -87,11 +87,11 @@ cheatsheet: setup
 handout: setup
 	$(BIN)/python -m quizzes.handout --out build/handout.html
 
-## bench: the speed targets (SSE against a bare sse-starlette endpoint; WebSocket chat at scale)
-## Not part of make test. Run it on a quiet machine: it reports each target as ok or MISSED.
+## bench: the gateway's whole job in one table (cost, first token, 500 streams, memory, cancel,
+## limits), written to docs/benchmarks.md and .bench/results.json. Not part of make test; a few
+## minutes, loopback only; run it on a quiet machine. Exits 1 when a target is missed, naming it.
 bench: setup
-	@status=0; $(BIN)/python bench/run.py || status=1; $(BIN)/python bench/ws.py || status=1; \
-	exit $$status
+	$(BIN)/python -m bench
 
 ## lock: re-resolve the exact versions in requirements/lock.txt after changing pyproject.toml
 lock:
