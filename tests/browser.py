@@ -40,9 +40,11 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the whole session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps an
+    event loop running in this thread while it is open, so a later test's `asyncio.run` would
+    fail with "cannot be called from a running event loop"."""
     assert CHROMIUM, "CI must have Chromium: .ci/run installs it"
     from playwright.sync_api import sync_playwright
 
