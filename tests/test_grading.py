@@ -82,11 +82,12 @@ def test_make_check_exits_non_zero_with_the_scoreboard_when_a_lab_is_unfinished(
 
 
 @pytest.mark.timeout(120)
-def test_make_lab_serves_the_notebooks():
+def test_make_lab_serves_the_repository_with_the_labs_in_reach_and_no_news_pop_up():
+    """As root too: make adds --allow-root itself and says why; ARGS reaches JupyterLab."""
     token = "course-test-token"
-    args = f"--no-browser --allow-root --ip=127.0.0.1 --port=0 --IdentityProvider.token={token}"
+    args = f"--no-browser --ip=127.0.0.1 --port=0 --IdentityProvider.token={token}"
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"JUPYTER_ARGS={args}"],
+        ["make", "--no-print-directory", "lab", f"ARGS={args}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,19 +95,26 @@ def test_make_lab_serves_the_notebooks():
         start_new_session=True,
     )
     try:
-        url = None
+        url, lines = None, []
         deadline = time.monotonic() + 90
         for line in process.stdout:
+            lines.append(line)
             found = re.search(r"(http://127\.0\.0\.1:\d+)/lab", line)
             if found:
                 url = found.group(1)
                 break
             assert time.monotonic() < deadline, "JupyterLab did not print its URL in time"
-        assert url, "JupyterLab exited without serving"
-        contents = httpx.get(f"{url}/api/contents", params={"token": token}, timeout=30).json()
-        names = {entry["name"] for entry in contents["content"]}
-        assert "00_setup.ipynb" in names and "01_sse_wire_format.ipynb" in names
-        assert httpx.get(f"{url}/lab", params={"token": token}, timeout=30).status_code == 200
+        assert url, "JupyterLab exited without serving:\n" + "".join(lines)
+        said_root = [line for line in lines if "--allow-root" in line and "make lab" in line]
+        assert len(said_root) == (1 if os.geteuid() == 0 else 0), lines
+        params = {"token": token}
+        root = httpx.get(f"{url}/api/contents", params=params, timeout=30).json()
+        assert {"labs", "notebooks"} <= {entry["name"] for entry in root["content"]}
+        lab_file = httpx.get(f"{url}/api/contents/labs/sse.py", params=params, timeout=30)
+        assert lab_file.status_code == 200 and "BEGIN LAB 01" in lab_file.json()["content"]
+        page = httpx.get(f"{url}/lab", params=params, timeout=30)
+        assert page.status_code == 200
+        assert '"@jupyterlab/apputils-extension:announcements"' in page.text  # disabled
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
