@@ -66,7 +66,7 @@ ladder-check: setup
 
 ## check: grade your lab code (make check LAB=04, or every lab with make check)
 check: setup
-	$(PYTEST) --impl=labs --lab=$(or $(LAB),all) -q --tb=short
+	$(PYTEST) --impl=labs --lab=$(or $(LAB),all) -q
 
 ## labs: regenerate labs/ from reference_impl/ (refuses to overwrite edited lab files)
 labs: setup

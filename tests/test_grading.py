@@ -118,3 +118,38 @@ def test_make_lab_serves_the_repository_with_the_labs_in_reach_and_no_news_pop_u
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.mark.timeout(120)
+def test_the_check_cell_shows_one_row_per_lab_task_then_each_first_failure_in_plain_lines(capsys):
+    from course.notebook import check_lab
+
+    assert check_lab("01") is None  # no bare True/False under the report
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Lab scoreboard"
+    rows = [line for line in lines if re.match(r"  (done |to do)  ", line)]
+    assert [row.split(":")[0].split("  ")[-1] for row in rows] == ["Task 1", "Task 2", "Task 3"]
+    assert all(row.startswith("  to do  ") for row in rows)
+    failures = lines[lines.index("First failure of each task to do:") + 1 :]
+    headings = [line for line in failures if line.startswith("Lab 01 Task ")]
+    assert len(headings) == 3
+    assert len(failures) <= 3 * 6
+    assert all(line.startswith(("Lab 01 Task ", "    ")) for line in failures)
+    assert not [line for line in lines if "Traceback" in line or line.startswith("E ")]
+
+
+@pytest.mark.timeout(120)
+def test_the_skeleton_check_says_one_line_not_a_letter_per_test(tmp_path):
+    subprocess.run(
+        [sys.executable, "tools/make_labs.py", "--out", str(tmp_path / "labs")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    result = pytest_run(
+        "--impl=labs", "--skeleton-must-fail", "--tb=no", env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"all \d+ lab tests fail on the skeleton, as they must", result.stdout)
+    assert "F" not in result.stdout.split("skeleton check")[0], result.stdout
