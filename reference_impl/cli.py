@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
-    GatewayServer(config).run(sockets=[sock])
+    try:
+        GatewayServer(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn has shut down cleanly; Ctrl-C needs no traceback
+        print("Gateway stopped (Ctrl-C).", flush=True)
     return 0
 
 
