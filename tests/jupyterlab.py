@@ -110,10 +110,13 @@ def stop(process: subprocess.Popen) -> None:
 
 # --- driving the page -----------------------------------------------------------------------------
 
+# The notebook on show: JupyterLab keeps the other open tabs in the page, hidden.
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+
 
 def open_notebook(page, lab: Lab, path: str) -> None:
     page.goto(lab.link(path))
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    page.locator(f"{NOTEBOOK} .jp-Cell").first.wait_for(timeout=60_000)
     wait_idle(page)
 
 
@@ -133,7 +136,7 @@ def run_all(page, timeout: float = 180_000) -> list[str]:
     """Run > Run All Cells, wait until nothing is queued and the kernel is idle; returns each
     code cell's prompt ("[3]:" ran, "[ ]:" did not)."""
     for _attempt in range(3):
-        page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the current widget
+        page.locator(f"{NOTEBOOK} .jp-Cell").first.click()  # the notebook is the current widget
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         item = page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
         item.hover()
@@ -141,8 +144,11 @@ def run_all(page, timeout: float = 180_000) -> list[str]:
         try:  # a click that lands while the menu is still opening does nothing: try again
             page.wait_for_function(
                 """() => [...document.querySelectorAll(
-                    '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')]
-                    .some(p => /\\[[\\d*]+\\]/.test(p.textContent))""",
+                    NOTEBOOK + ' .jp-CodeCell .jp-InputArea-prompt')]
+                    .some(p => /\\[[\\d*]+\\]/.test(p.textContent))""".replace(
+                    "() =>", "(NOTEBOOK) =>"
+                ),
+                arg=NOTEBOOK,
                 timeout=15_000,
             )
             break
@@ -151,10 +157,11 @@ def run_all(page, timeout: float = 180_000) -> list[str]:
     page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll(
-                '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent);
+                NOTEBOOK + ' .jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent);
             return prompts.length > 0 && !prompts.some(p => p.includes('*'))
                 && prompts.some(p => /\\[\\d+\\]/.test(p));
-        }""",
+        }""".replace("() =>", "(NOTEBOOK) =>"),
+        arg=NOTEBOOK,
         timeout=timeout,
     )
     wait_idle(page, timeout)
@@ -162,16 +169,31 @@ def run_all(page, timeout: float = 180_000) -> list[str]:
 
 
 def prompts(page) -> list[str]:
-    return page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+    return page.evaluate(
+        """(NOTEBOOK) => [...document.querySelectorAll(
+            NOTEBOOK + ' .jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent)""",
+        NOTEBOOK,
+    )
 
 
 def outputs(page) -> list[str]:
-    """The text each code cell shows, in order (one string per cell)."""
+    """The text each code cell shows, in order (one string per cell). textContent, not
+    innerText: JupyterLab skips rendering the cells out of view, and innerText is empty there."""
     return page.evaluate(
-        """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].map(cell =>
-            [...cell.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join('\\n'))
-        """
+        """(NOTEBOOK) => [...document.querySelectorAll(NOTEBOOK + ' .jp-CodeCell')].map(cell =>
+            [...cell.querySelectorAll('.jp-OutputArea-output')]
+                .map(o => o.textContent).join('\\n'))
+        """,
+        NOTEBOOK,
     )
+
+
+def run_cell(page, index: int) -> None:
+    """Click code cell `index` and press Shift+Enter, as a learner re-runs one cell."""
+    cell = page.locator(f"{NOTEBOOK} .jp-CodeCell").nth(index)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
 
 
 def cell_count(notebook: Path) -> int:
