@@ -38,15 +38,18 @@ KIND_LABELS = {"rule": "Rule", "trap": "Exam trap", "fact": "AWS fact"}
 _STYLE = widgets.HTML(
     "<style>"
     ".rgl-quiz .widget-radio, .rgl-quiz .widget-radio-box, .rgl-quiz .widget-checkbox "
-    "{width: 100%; max-width: 100%; height: auto; min-height: 0; flex: 1 1 auto;}"
+    "{width: auto; max-width: 100%; height: auto; min-height: 0; align-self: stretch;"
+    " box-sizing: border-box;}"
     ".rgl-quiz .widget-radio-box label, .rgl-quiz .widget-checkbox .widget-label-basic "
-    "{display: flex; align-items: flex-start; gap: 0.5em; width: 100%; height: auto;"
-    " white-space: normal; overflow: visible; line-height: 1.4; margin: 0 0 6px 0;}"
+    "{display: flex; align-items: flex-start; gap: 0.5em; flex: 1 1 auto; min-width: 0;"
+    " width: auto; height: auto; white-space: normal; overflow: visible; line-height: 1.4;"
+    " margin: 0 0 6px 0;}"
     ".rgl-quiz .widget-radio-box label input, .rgl-quiz .widget-checkbox input "
-    "{flex: none; margin: 0.2em 0 0 0;}"
+    "{flex: none; align-self: flex-start; margin: 0.2em 0 0 0;}"
     ".rgl-quiz .widget-checkbox .widget-label-basic span "
     "{white-space: normal; overflow: visible; text-overflow: clip;}"
-    ".rgl-quiz .widget-html, .rgl-quiz .widget-html-content {width: 100%; height: auto;}"
+    ".rgl-quiz .widget-html, .rgl-quiz .widget-html-content "
+    "{width: auto; height: auto; line-height: 1.5;}"
     ".rgl-quiz pre {background: #f6f8fa; padding: 6px; overflow-x: auto;}"
     ".rgl-quiz table {border-collapse: collapse;} "
     ".rgl-quiz th, .rgl-quiz td {border: 1px solid #ccc; padding: 2px 8px; text-align: left;}"
@@ -77,10 +80,7 @@ class CheckboxGroup(widgets.VBox):
 
     def __init__(self, labels: Sequence[str]):
         self.boxes = [
-            widgets.Checkbox(
-                value=False, description=label, indent=False, layout=widgets.Layout(**_FULL_WIDTH)
-            )
-            for label in labels
+            widgets.Checkbox(value=False, description=label, indent=False) for label in labels
         ]
         super().__init__(children=self.boxes, layout=widgets.Layout(**_FULL_WIDTH))
 
@@ -109,11 +109,7 @@ def _choices_for(item: ShuffledQuestion) -> widgets.RadioButtons | CheckboxGroup
     if item.question.is_multiple:
         return CheckboxGroup(labels)
     # index=None: nothing preselected, so a careless Submit is not graded as option A.
-    return widgets.RadioButtons(
-        options=[(label, i) for i, label in enumerate(labels)],
-        index=None,
-        layout=widgets.Layout(**_FULL_WIDTH),
-    )
+    return widgets.RadioButtons(options=[(label, i) for i, label in enumerate(labels)], index=None)
 
 
 def _chosen(choices) -> tuple[int, ...]:
