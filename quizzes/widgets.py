@@ -45,7 +45,7 @@ _STYLE = widgets.HTML(
     " width: auto; height: auto; white-space: normal; overflow: visible; line-height: 1.4;"
     " margin: 0 0 6px 0;}"
     ".rgl-quiz .widget-radio-box label input, .rgl-quiz .widget-checkbox input "
-    "{flex: none; align-self: flex-start; margin: 0.2em 0 0 0;}"
+    "{flex: none; align-self: flex-start; order: -1; margin: 0.2em 0 0 0;}"
     ".rgl-quiz .widget-checkbox .widget-label-basic span "
     "{white-space: normal; overflow: visible; text-overflow: clip;}"
     ".rgl-quiz .widget-html, .rgl-quiz .widget-html-content "

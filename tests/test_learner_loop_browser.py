@@ -184,6 +184,8 @@ def layout_problems(page, quiz_index: int) -> list[str]:
                 const input = label.querySelector('input').getBoundingClientRect();
                 const line = parseFloat(getComputedStyle(label).lineHeight) || 20;
                 if (input.top - box.top > line) problems.push(`option ${i}: box not on line one`);
+                if (input.left > box.left + 0.25 * box.width)
+                    problems.push(`option ${i}: box not before its text`);
             });
             return problems;
         }""",
