@@ -108,6 +108,8 @@ def test_notebook_01_on_the_skeleton_runs_live_then_checks_the_learners_lab(page
     assert rows and all(row == "done " for row in rows), report
     passed, total = re.search(r"Lab 01 .*: (\d+)/(\d+) checks passed", report).groups()
     assert passed == total, report
+    page.locator(f"{NOTEBOOK} .jp-CodeCell").nth(check_cell).scroll_into_view_if_needed()
+    screenshot(page, "notebook-01-check-cell-after-the-lab-is-written", full_page=False)
 
     # Live cells now run the learner's code: no kernel restart, no "not done yet".
     jupyterlab.run_cell(page, 0)
@@ -120,7 +122,7 @@ def test_notebook_01_on_the_skeleton_runs_live_then_checks_the_learners_lab(page
     )
     first = jupyterlab.outputs(page)[0]
     assert first.strip() and "not done yet" not in first and not TRACEBACK.search(first), first
-    screenshot(page, "notebook-01-checked-after-the-lab-is-written")
+    screenshot(page, "notebook-01-live-cell-runs-the-learners-lab", full_page=False)
 
 
 QUIZ_NOTEBOOK = {
