@@ -111,9 +111,9 @@ class Grader:
         # lab -> test id -> "passed" | "failed" | "skipped"
         self.results: dict[str, dict[str, str]] = defaultdict(dict)
         self.failures: dict[str, list[str]] = {}  # test id -> its failure, in plain lines
-        if self.wanted is not None or self.skeleton:
-            # The report is the scoreboard (or the skeleton check's one line): no progress
-            # letters, no tracebacks, no "short test summary" repeating every failure.
+        if (self.wanted is not None or self.skeleton) and config.option.tbstyle == "auto":
+            # The report is the scoreboard (or the skeleton check's one line): no tracebacks,
+            # no "short test summary" repeating every failure. An explicit --tb still gets them.
             config.option.tbstyle = "no"
             config.option.reportchars = ""
 
@@ -189,17 +189,19 @@ class Grader:
             for nodeid in tests:
                 by_task[self.task_of_test.get(nodeid)].append(nodeid)
             titles = catalog.tasks(number)
+            if set(by_task) == {None} and len(titles) == 1:
+                by_task = {next(iter(titles)): by_task[None]}  # a one-task lab: that task
             for task in sorted(by_task, key=lambda t: (t is None, t or 0)):
                 ids = by_task[task]  # in the order they ran
                 done = sum(1 for nodeid in ids if tests[nodeid] == "passed")
-                name = f"Task {task}: {titles.get(task, '')}".rstrip(": ") if task else "Checks"
+                name = f"Task {task}: {titles.get(task, '')}".rstrip(": ") if task else "Whole lab"
                 mark = "done " if done == len(ids) else "to do"
                 lines.append(f"  {mark}  {name} ({done}/{len(ids)})")
                 failed = [nodeid for nodeid in ids if nodeid in self.failures]
                 if done != len(ids) and failed:
                     first = failed[0]
                     test = first.split("::", 1)[-1]
-                    label = f"Task {task}" if task else "checks"
+                    label = f"Task {task}" if task else "whole-lab check"
                     first_failures.append(f"Lab {number} {label} ({test}):")
                     first_failures.extend(f"    {line}" for line in self.failures[first])
         lines.append(f"Total: {total_passed}/{total} checks passed")
