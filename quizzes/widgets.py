@@ -53,6 +53,7 @@ _STYLE = widgets.HTML(
     ".rgl-quiz pre {background: #f6f8fa; padding: 6px; overflow-x: auto;}"
     ".rgl-quiz table {border-collapse: collapse;} "
     ".rgl-quiz th, .rgl-quiz td {border: 1px solid #ccc; padding: 2px 8px; text-align: left;}"
+    ".rgl-quiz td + td {white-space: nowrap;}"
     "</style>"
 )
 _FULL_WIDTH = {"width": "100%"}
