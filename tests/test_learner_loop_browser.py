@@ -33,7 +33,8 @@ def lab(tmp_path_factory):
 
 def ran_every_cell(page) -> None:
     prompts = jupyterlab.prompts(page)
-    assert prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), prompts
+    shown = "\n".join(f"[{i}] {text[-800:]}" for i, text in enumerate(jupyterlab.outputs(page)))
+    assert prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"{prompts}\n{shown}"
 
 
 @pytest.mark.timeout(120)
