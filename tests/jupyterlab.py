@@ -43,7 +43,10 @@ class Lab:
     log: Path
 
     def link(self, path: str = "") -> str:
-        where = f"/lab/tree/{path}" if path else "/lab"
+        """The page for `path`, in a new empty workspace: no tabs restored from an earlier test
+        (JupyterLab keeps hidden tabs in the page, and their cells would match too)."""
+        workspace = f"/lab/workspaces/t{secrets.token_hex(4)}"
+        where = f"{workspace}/tree/{path}" if path else workspace
         return f"{self.url}{where}?token={self.token}"
 
     def put_file(self, path: str, text: str) -> None:
