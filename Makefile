@@ -6,15 +6,23 @@ LOCK   := requirements/lock.txt
 STAMP  := $(VENV)/.installed-stamp
 LAB    ?=
 PYTEST := $(BIN)/pytest -p no:cacheprovider
-# Extra options for JupyterLab, e.g. make lab JUPYTER_ARGS="--no-browser --port 8890"
+# Extra arguments for the program a target runs: make lab ARGS="--no-browser --port 8890",
+# make gateway ARGS="--port 9000". JUPYTER_ARGS is the older name, still honoured by make lab.
+ARGS         ?=
 JUPYTER_ARGS ?=
+# The notebook JupyterLab opens on; served from the repository root so labs/ is in reach.
+LAB_START    ?= notebooks/00_start_here.ipynb
+# The project's JupyterLab settings (no news pop-up); added to, not replacing, the user's own.
+export JUPYTER_CONFIG_PATH := $(CURDIR)/etc/jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))
 
 .PHONY: lab test setup lint sync-check suite skeleton-check ladder-check check labs reset-lab \
         catch-up gateway cheatsheet handout lock bench clean
 
-## lab: set up .venv if needed, then open JupyterLab on notebooks/
+## lab: set up .venv if needed, then open JupyterLab on the course's first notebook
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+	@root=; if [ "$$(id -u)" = 0 ]; then root=--allow-root; \
+	  echo "make lab: running as root, so --allow-root was added (JupyterLab refuses root without it)"; fi; \
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$root $(ARGS) $(JUPYTER_ARGS) "$(LAB_START)"
 
 ## test: set up .venv if needed, then lint, labs-in-sync, the whole suite, skeleton-must-fail,
 ## and the ladder (each lab passes once the labs before it are done)
@@ -58,7 +66,7 @@ ladder-check: setup
 
 ## check: grade your lab code (make check LAB=04, or every lab with make check)
 check: setup
-	$(PYTEST) --impl=labs --lab=$(or $(LAB),all) -q --tb=short
+	$(PYTEST) --impl=labs --lab=$(or $(LAB),all) -q
 
 ## labs: regenerate labs/ from reference_impl/ (refuses to overwrite edited lab files)
 labs: setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 import yaml
 
 CATALOG_PATH = Path(__file__).with_name("labs.yaml")
+ROOT = CATALOG_PATH.parent.parent
+TASK_HEADING = re.compile(r"^## Lab Task (?P<task>\d+): (?P<title>.+?)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,15 @@ def normalise(number: str | int) -> str:
     if key not in labs():
         raise ValueError(f"there is no lab {key}; the course has labs {', '.join(labs())}")
     return key
+
+
+@cache
+def tasks(number: str) -> dict[int, str]:
+    """Lab `number`'s tasks as its notebook names them ("## Lab Task 2: ..."): task -> title."""
+    path = ROOT / labs()[number].notebook
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    text = "\n".join("".join(c["source"]) for c in cells if c.get("cell_type") == "markdown")
+    return {int(found["task"]): found["title"] for found in TASK_HEADING.finditer(text)}

@@ -223,7 +223,8 @@ class ChatClient:
         """The exchange so far, one line per message, with the time it crossed the wire.
 
         A run of `delta`s for one answer is one line (how many, until when, the text they
-        carry) unless `every_delta` is true. Lines longer than `width` are cut with "…".
+        carry) unless `every_delta` is true. Lines longer than `width` are cut with "…", except
+        `error` lines, which are shown whole.
         """
         lines: list[str] = []
         index = 0
@@ -245,7 +246,9 @@ class ChatClient:
                 lines.append(_line(entry.at, entry.direction, summary, width))
                 index += len(run)
                 continue
-            lines.append(_line(entry.at, entry.direction, describe(entry), width))
+            # An error's detail is what the learner reads the transcript for: never cut it.
+            full = message is not None and message["type"] == "error"
+            lines.append(_line(entry.at, entry.direction, describe(entry), None if full else width))
             index += 1
         code, reason = self.close_status()
         if code is not None:
@@ -288,6 +291,6 @@ def describe(entry: Entry) -> str:
     return f"{kind} {id}" if id is not None else kind
 
 
-def _line(at: float, direction: str, text: str, width: int) -> str:
+def _line(at: float, direction: str, text: str, width: int | None) -> str:
     line = f"{at:7.3f} s {direction} {text}"
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return line if width is None or len(line) <= width else line[: width - 1] + "…"

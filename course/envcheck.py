@@ -157,19 +157,23 @@ def report_text(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+# Each row says its result in words on a coloured background: no emoji, so it reads the same
+# on a machine without an emoji font (where the old ticks were empty boxes).
+ROW_COLOURS = {True: ("ok", "#1a7f37", "#e6f4ea"), False: ("FIX", "#b3261e", "#fce8e6")}
+
+
 def report_html(checks: list[Check]) -> str:
-    rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            "&#9989;" if check.ok else "&#10060;",
-            html.escape(check.name),
-            html.escape(check.detail),
-            html.escape(check.fix),
+    rows = []
+    for check in checks:
+        word, ink, paper = ROW_COLOURS[check.ok]
+        rows.append(
+            f'<tr style="background:{paper}"><td style="color:{ink};font-weight:bold">{word}</td>'
+            f"<td>{html.escape(check.name)}</td><td>{html.escape(check.detail)}</td>"
+            f"<td>{html.escape(check.fix)}</td></tr>"
         )
-        for check in checks
-    )
     return (
         "<table><thead><tr><th></th><th>check</th><th>found</th><th>how to fix</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 

@@ -2,8 +2,11 @@
 
 - `--impl=reference|labs` (default: the LAB_IMPL environment variable, else `reference`) sets the
   one switch in `course.impl`, for this process and every process a test starts.
-- `@pytest.mark.lab("04")` marks a test that grades lab 04.
-- `--lab=04` (or `--lab=all`) runs only lab tests and prints a scoreboard per lab.
+- `@pytest.mark.lab("04")` marks a test that grades lab 04; `@pytest.mark.lab("01", task=2)`
+  names the Lab Task it grades (as the lab's notebook numbers them).
+- `--lab=04` (or `--lab=all`) runs only lab tests and prints a scoreboard, one row per Lab Task,
+  then the first failure of each task not done, in a few plain lines, and nothing else
+  (`--lab-report=FILE` also writes that report to FILE).
 - `--skeleton-must-fail` turns the run around: it is run against a freshly generated skeleton,
   where every lab test must fail. A lab test that passes there proves nothing about the learner's
   code, so it is reported by name and fails the run.
@@ -36,6 +39,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the tests of lab NN (or of every lab) and print a scoreboard",
     )
     group.addoption(
+        "--lab-report",
+        default=None,
+        metavar="FILE",
+        help="with --lab: also write the scoreboard and first failures to FILE",
+    )
+    group.addoption(
         "--skeleton-must-fail",
         action="store_true",
         help="pass only if every lab test fails (run against an untouched labs/ skeleton)",
@@ -66,6 +75,30 @@ def lab_of(item: pytest.Item) -> str | None:
         raise pytest.UsageError(f"{item.nodeid}: {error}") from error
 
 
+def task_of(item: pytest.Item) -> int | None:
+    """The Lab Task a lab test grades (`task=` on its marker), or None for the whole lab."""
+    marker = item.get_closest_marker("lab")
+    task = marker.kwargs.get("task") if marker is not None else None
+    return int(task) if task is not None else None
+
+
+FAILURE_LINES = 4  # a few plain lines per failure: what was expected, what came back
+LINE_WIDTH = 160
+
+
+def plain_failure(excinfo: pytest.ExceptionInfo) -> list[str]:
+    """The exception in a few lines, without the traceback or pytest's `E` and `+` clutter."""
+    lines = [line.rstrip() for line in excinfo.exconly().splitlines() if line.strip()]
+    lines = [line for line in lines if not line.lstrip().startswith("+  where")]
+    short = [
+        line if len(line) <= LINE_WIDTH else line[: LINE_WIDTH - 3] + "..."
+        for line in lines[:FAILURE_LINES]
+    ]
+    if len(lines) > FAILURE_LINES:
+        short.append("...")
+    return short
+
+
 class Grader:
     """Selects lab tests, records each one's outcome, and prints the scoreboard."""
 
@@ -74,8 +107,15 @@ class Grader:
         self.wanted = config.getoption("--lab")
         self.skeleton = config.getoption("--skeleton-must-fail")
         self.lab_of_test: dict[str, str] = {}
+        self.task_of_test: dict[str, int | None] = {}
         # lab -> test id -> "passed" | "failed" | "skipped"
         self.results: dict[str, dict[str, str]] = defaultdict(dict)
+        self.failures: dict[str, list[str]] = {}  # test id -> its failure, in plain lines
+        if (self.wanted is not None or self.skeleton) and config.option.tbstyle == "auto":
+            # The report is the scoreboard (or the skeleton check's one line): no tracebacks,
+            # no "short test summary" repeating every failure. An explicit --tb still gets them.
+            config.option.tbstyle = "no"
+            config.option.reportchars = ""
 
     def pytest_report_header(self) -> list[str]:
         package = impl_switch.load()
@@ -91,11 +131,26 @@ class Grader:
             lab = lab_of(item)
             if lab is not None:
                 self.lab_of_test[item.nodeid] = lab
+                self.task_of_test[item.nodeid] = task_of(item)
             selected = lab is not None and self.wanted in (None, "all", lab)
             (keep if selected or not only_labs else drop).append(item)
         if drop:
             self.config.hook.pytest_deselected(items=drop)
             items[:] = keep
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if report.failed and item.nodeid in self.lab_of_test and call.excinfo is not None:
+            self.failures.setdefault(item.nodeid, plain_failure(call.excinfo))
+
+    def pytest_report_teststatus(self, report: pytest.TestReport):
+        if (self.wanted is not None or self.skeleton) and report.nodeid in self.lab_of_test:
+            # No progress letter per test: the scoreboard follows.
+            if report.when == "call" or report.failed or report.skipped:
+                return report.outcome, "", report.outcome.upper()
+        return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         lab = self.lab_of_test.get(report.nodeid)
@@ -111,15 +166,16 @@ class Grader:
             tests.setdefault(report.nodeid, "passed")
 
     def scoreboard(self) -> list[str]:
+        """One row per Lab Task, then the first failure of each task not done."""
         labs = catalog.labs()
         package = impl_switch.load()
         lines = [
-            "",
             "Lab scoreboard",
             "==============",
             f"implementation: {impl_switch.current()} ({os.path.dirname(package.__file__)})",
         ]
         total_passed = total = 0
+        first_failures: list[str] = []
         for number in sorted(self.results):
             tests = self.results[number]
             passed = sum(1 for outcome in tests.values() if outcome == "passed")
@@ -129,9 +185,28 @@ class Grader:
             lines.append(
                 f"Lab {number} {labs[number].title}: {passed}/{len(tests)} checks passed ({status})"
             )
-            for nodeid, outcome in sorted(tests.items()):
-                lines.append(f"    {outcome.upper():7} {nodeid.split('::', 1)[-1]}")
+            by_task: dict[int | None, list[str]] = defaultdict(list)
+            for nodeid in tests:
+                by_task[self.task_of_test.get(nodeid)].append(nodeid)
+            titles = catalog.tasks(number)
+            if set(by_task) == {None} and len(titles) == 1:
+                by_task = {next(iter(titles)): by_task[None]}  # a one-task lab: that task
+            for task in sorted(by_task, key=lambda t: (t is None, t or 0)):
+                ids = by_task[task]  # in the order they ran
+                done = sum(1 for nodeid in ids if tests[nodeid] == "passed")
+                name = f"Task {task}: {titles.get(task, '')}".rstrip(": ") if task else "Whole lab"
+                mark = "done " if done == len(ids) else "to do"
+                lines.append(f"  {mark}  {name} ({done}/{len(ids)})")
+                failed = [nodeid for nodeid in ids if nodeid in self.failures]
+                if done != len(ids) and failed:
+                    first = failed[0]
+                    test = first.split("::", 1)[-1]
+                    label = f"Task {task}" if task else "whole-lab check"
+                    first_failures.append(f"Lab {number} {label} ({test}):")
+                    first_failures.extend(f"    {line}" for line in self.failures[first])
         lines.append(f"Total: {total_passed}/{total} checks passed")
+        if first_failures:
+            lines += ["", "First failure of each task to do:", *first_failures]
         return lines
 
     def passing_on_skeleton(self) -> list[str]:
@@ -160,8 +235,14 @@ class Grader:
                 )
             return
         if self.results and (self.wanted is not None or impl_switch.current() == "labs"):
-            for line in self.scoreboard():
+            lines = self.scoreboard()
+            terminalreporter.write_line("")
+            for line in lines:
                 terminalreporter.write_line(line)
+            report = self.config.getoption("--lab-report")
+            if report:
+                with open(report, "w", encoding="utf-8") as out:
+                    out.write("\n".join(lines) + "\n")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

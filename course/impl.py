@@ -51,6 +51,16 @@ def package_name(name: str | None = None) -> str:
 
 
 def load(module: str = "", name: str | None = None) -> ModuleType:
-    """Import `module` (for example "sse" or "gateway.app") from the current implementation."""
+    """Import `module` (for example "sse" or "gateway.app") from the current implementation.
+
+    In a notebook kernel, `labs` comes with the live fallback of `course.live`; pytest (grading)
+    never gets it.
+    """
     package = package_name(name)
+    if package == PACKAGES["labs"]:
+        from course import live
+
+        if live.wanted():  # a notebook kernel: unfinished lab tasks run the solution, and say so
+            live.install()
+            live.refresh()
     return importlib.import_module(f"{package}.{module}" if module else package)

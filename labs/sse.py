@@ -43,7 +43,11 @@ class SSEFieldError(ValueError):
 
 
 def data_lines(data: str) -> list[str]:
-    """Split a data value into the `data:` lines that carry it, one per line of the value."""
+    """Split a data value into the `data:` lines that carry it, one per line of the value.
+
+    Every line becomes `"data: " + line`, with the space even when the line is empty: "a\n\nb\n"
+    gives ["data: a", "data: ", "data: b", "data: "] (a final line break is a last, empty line).
+    """
     # BEGIN LAB 01: split multi-line data into one data line per line
     # TODO Lab 01: split multi-line data into one data line per line
     raise NotImplementedError('Lab 01: split multi-line data into one data line per line — see notebooks/01_sse_wire_format.ipynb')

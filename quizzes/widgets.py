@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -32,16 +33,31 @@ from .progress import Progress
 LETTERS = "ABCDEFGHIJ"
 KIND_LABELS = {"rule": "Rule", "trap": "Exam trap", "fact": "AWS fact"}
 
-# ipywidgets draws option labels on one line and cuts long ones; exam options are sentences.
+# ipywidgets 8 draws each option in a fixed 300 px box of one line's height: exam options are
+# sentences, so they wrapped into a narrow column and, as checkboxes, ran over one another. Here
+# every option is one full-width row: the box first, then the text, wrapping under itself.
 _STYLE = widgets.HTML(
     "<style>"
-    ".rgl-quiz .widget-radio-box label, .rgl-quiz .widget-checkbox label "
-    "{white-space: normal; height: auto; line-height: 1.4; margin-bottom: 4px;}"
+    ".rgl-quiz .widget-radio, .rgl-quiz .widget-radio-box, .rgl-quiz .widget-checkbox "
+    "{width: auto; max-width: 100%; height: auto; min-height: 0; align-self: stretch;"
+    " box-sizing: border-box;}"
+    ".rgl-quiz .widget-radio-box label, .rgl-quiz .widget-checkbox .widget-label-basic "
+    "{display: flex; align-items: flex-start; gap: 0.5em; flex: 1 1 auto; min-width: 0;"
+    " width: auto; height: auto; white-space: normal; overflow: visible; line-height: 1.4;"
+    " margin: 0 0 6px 0;}"
+    ".rgl-quiz .widget-radio-box label input, .rgl-quiz .widget-checkbox input "
+    "{flex: none; align-self: flex-start; order: -1; margin: 0.2em 0 0 0;}"
+    ".rgl-quiz .widget-checkbox .widget-label-basic span "
+    "{white-space: normal; overflow: visible; text-overflow: clip;}"
+    ".rgl-quiz .widget-html, .rgl-quiz .widget-html-content "
+    "{width: auto; height: auto; line-height: 1.5;}"
     ".rgl-quiz pre {background: #f6f8fa; padding: 6px; overflow-x: auto;}"
     ".rgl-quiz table {border-collapse: collapse;} "
     ".rgl-quiz th, .rgl-quiz td {border: 1px solid #ccc; padding: 2px 8px; text-align: left;}"
+    ".rgl-quiz td + td {white-space: nowrap;}"
     "</style>"
 )
+_FULL_WIDTH = {"width": "100%"}
 
 
 def _bank(bank: Bank | str | Path | None) -> Bank:
@@ -68,7 +84,7 @@ class CheckboxGroup(widgets.VBox):
         self.boxes = [
             widgets.Checkbox(value=False, description=label, indent=False) for label in labels
         ]
-        super().__init__(children=self.boxes)
+        super().__init__(children=self.boxes, layout=widgets.Layout(**_FULL_WIDTH))
 
     @property
     def value(self) -> tuple[int, ...]:
@@ -229,7 +245,7 @@ class QuizWidget(widgets.VBox):
         self.progress = widgets.IntProgress(value=0, min=0, max=count, description="Answered")
         self.question = widgets.HTML()
         self.choices: widgets.RadioButtons | CheckboxGroup = widgets.RadioButtons(options=[])
-        self.choices_area = widgets.Box([self.choices])
+        self.choices_area = widgets.Box([self.choices], layout=widgets.Layout(**_FULL_WIDTH))
         self.submit = widgets.Button(description="Submit", button_style="primary")
         self.next = widgets.Button(description="Next")
         # Stop early and see the results; on the exam the questions left count as wrong.
@@ -250,7 +266,13 @@ class QuizWidget(widgets.VBox):
         )
         super().__init__([_STYLE, self.header, self.progress, self.question_area, self.summary])
         self.add_class("rgl-quiz")
+        self._ending = threading.Lock()
+        self._ended = threading.Event()
         self._show(session.current)
+        if session.seconds_left() is not None:
+            # The exam's clock runs in the kernel: redraw the countdown every second, and end
+            # the exam when it reaches zero even if the learner clicks nothing.
+            threading.Thread(target=self._tick, name="exam-countdown", daemon=True).start()
 
     # --- drawing ---
 
@@ -264,6 +286,13 @@ class QuizWidget(widgets.VBox):
             f"<b>{mode}</b>: {int(left // 60)} min {int(left % 60)} s left (ends at {ends}). "
             "No feedback until the end, as on the exam."
         )
+
+    def _tick(self) -> None:
+        while not self._ended.wait(1.0):
+            if self.session.time_up():
+                self._end()
+                return
+            self.header.value = self._header_html()
 
     def _show(self, item: ShuffledQuestion | None) -> None:
         if item is None:
@@ -325,11 +354,15 @@ class QuizWidget(widgets.VBox):
         self._show(self.session.next())
 
     def _end(self, note: str = "") -> None:
-        if self.report is not None:
-            return
-        if not note and self.session.time_up():
-            note = "Time is up."
-        self.report = report = self.session.finish()
+        with self._ending:  # the countdown and a click may both end the session
+            if self.report is not None:
+                return
+            if not note and self.session.time_up():
+                note = "Time is up."
+            self.report = report = self.session.finish()
+            self._ended.set()
+        mode = {"practice": "Practice", "exam": "Exam", "review": "Review"}[self.session.mode]
+        self.header.value = f"<b>{mode}</b>: finished."  # no countdown left on screen
         self.question_area.layout.display = "none"
         self.summary.value = summary_html(report, self.bank, note)
 
@@ -354,12 +387,14 @@ class FlashcardWidget(widgets.VBox):
         self.flip = widgets.Button(description="Flip", button_style="primary")
         self.previous = widgets.Button(description="Previous")
         self.next = widgets.Button(description="Next")
-        self.progress = widgets.IntProgress(value=1, min=1, max=len(self.rules), description="Card")
+        self.counter = widgets.HTML()
+        # From 0, so card 1 of N already fills 1/N of the bar.
+        self.progress = widgets.IntProgress(value=1, min=0, max=len(self.rules))
         self.flip.on_click(lambda _: self._turn())
         self.previous.on_click(lambda _: self._go(-1))
         self.next.on_click(lambda _: self._go(+1))
         buttons = widgets.HBox([self.previous, self.flip, self.next])
-        super().__init__([_STYLE, self.progress, self.card, buttons])
+        super().__init__([_STYLE, widgets.HBox([self.counter, self.progress]), self.card, buttons])
         self.add_class("rgl-quiz")
         self._draw()
 
@@ -389,6 +424,7 @@ class FlashcardWidget(widgets.VBox):
                 "<p>What is the rule behind it? Say it, then flip.</p>"
             )
         self.progress.value = self.position + 1
+        self.counter.value = f"<b>Card {self.position + 1} of {len(self.rules)}</b>"
         self.previous.disabled = self.position == 0
         self.next.disabled = self.position == len(self.rules) - 1
 

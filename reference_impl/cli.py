@@ -90,5 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             args.log_level,
         )
     config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
-    GatewayServer(config).run(sockets=[sock])
+    try:
+        GatewayServer(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn has shut down cleanly; Ctrl-C needs no traceback
+        print("Gateway stopped (Ctrl-C).", flush=True)
     return 0

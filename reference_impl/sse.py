@@ -40,7 +40,11 @@ class SSEFieldError(ValueError):
 
 
 def data_lines(data: str) -> list[str]:
-    """Split a data value into the `data:` lines that carry it, one per line of the value."""
+    """Split a data value into the `data:` lines that carry it, one per line of the value.
+
+    Every line becomes `"data: " + line`, with the space even when the line is empty: "a\n\nb\n"
+    gives ["data: a", "data: ", "data: b", "data: "] (a final line break is a last, empty line).
+    """
     # BEGIN SOLUTION lab01: split multi-line data into one data line per line
     return [f"data: {line}" for line in LINE_BREAK.split(data)]
     # END SOLUTION

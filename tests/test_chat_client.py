@@ -240,3 +240,11 @@ def test_wait_closed_returns_1009_for_a_message_above_the_size_limit(start_gatew
     assert client.wait_closed() == (1009, "message too big")
     assert client.close() == (1009, "message too big"), "close() keeps the gateway's code"
     assert client.close_status() == (1009, "message too big")
+
+
+def test_transcript_shows_an_errors_detail_in_full_however_narrow(start_gateway, chat):
+    client = chat(start_gateway().server.ws_url, key="wrong")
+    assert client.wait_closed() == (4401, "unauthorized")
+    detail = next(m for m in client.received() if m["type"] == "error")["problem"]["detail"]
+    error_line = client.transcript(width=40).splitlines()[0]
+    assert error_line.endswith(detail) and "…" not in error_line

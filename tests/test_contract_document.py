@@ -26,6 +26,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from reference_impl.contract import schemas
 
 lab02 = pytest.mark.lab("02")
+# The Lab Tasks of notebook 02, as its "Lab Task N" headings number them.
+lab02_task = {n: pytest.mark.lab("02", task=n) for n in (1, 2, 3)}
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -473,12 +475,12 @@ def test_app_routes_leave_out_head_mounts_and_websockets(checks):
 # --- lab 02: the routes the contract describes ---------------------------------------------
 
 
-@lab02
+@lab02_task[1]
 def test_contract_routes_lists_every_operation_of_the_contract(checks):
     assert checks.contract_routes() == OPERATIONS
 
 
-@lab02
+@lab02_task[1]
 def test_contract_routes_skip_the_path_level_fields_of_a_path_item(checks):
     crafted = {
         "openapi": "3.2.0",
@@ -501,7 +503,7 @@ def test_contract_routes_skip_the_path_level_fields_of_a_path_item(checks):
     }
 
 
-@lab02
+@lab02_task[1]
 def test_route_drift_finds_undocumented_and_unimplemented_routes(checks):
     async def handler(request):
         return PlainTextResponse("ok")
@@ -547,7 +549,7 @@ def test_app_routes_see_inside_included_routers(checks):
 # --- lab 02: one event's data against its contentSchema -------------------------------------
 
 
-@lab02
+@lab02_task[2]
 @pytest.mark.parametrize(
     ("name", "data", "id"),
     [("start", START, "1"), ("delta", DELTA, "2"), ("end", END, "3"), ("error", ERROR, "3")],
@@ -556,13 +558,13 @@ def test_validate_sse_event_accepts_every_good_event_and_returns_its_data(checks
     assert checks.validate_sse_event(name, json.dumps(data), id) == data
 
 
-@lab02
+@lab02_task[2]
 def test_validate_sse_event_rejects_data_that_is_not_json(checks):
     with pytest.raises(checks.ContractViolation, match=r"event 2 \(delta\).*not JSON"):
         checks.validate_sse_event("delta", "{index: 0, text: 'a'}", "2")
 
 
-@lab02
+@lab02_task[2]
 @pytest.mark.parametrize(
     ("name", "data", "pointer"),
     [
@@ -582,7 +584,7 @@ def test_validate_sse_event_rejects_data_that_breaks_its_content_schema(
         checks.validate_sse_event(name, json.dumps(data), "2")
 
 
-@lab02
+@lab02_task[2]
 def test_check_event_data_validates_against_the_variant_it_is_given(checks):
     variants = checks.stream_event_variants()
     assert checks.check_event_data(variants["delta"], json.dumps(DELTA)) == DELTA
@@ -593,7 +595,7 @@ def test_check_event_data_validates_against_the_variant_it_is_given(checks):
 # --- lab 02: the rules of a whole stream ----------------------------------------------------
 
 
-@lab02
+@lab02_task[3]
 @pytest.mark.parametrize("terminal", ["end", "error"])
 def test_validate_stream_accepts_a_complete_stream(checks, terminal):
     decoded = checks.validate_stream(good_stream(terminal))
@@ -601,13 +603,13 @@ def test_validate_stream_accepts_a_complete_stream(checks, terminal):
     assert decoded[-1] == (END if terminal == "end" else ERROR)
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_accepts_httpx_sse_events(checks):
     events = [httpx_sse.ServerSentEvent(**fields) for fields in good_stream()]
     assert len(checks.validate_stream(events)) == 4
 
 
-@lab02
+@lab02_task[3]
 @pytest.mark.parametrize("ids", [[1, 2, 2, 3], [1, 3, 2, 4], [2, 3, 4, 5], [0, 1, 2, 3]])
 def test_validate_stream_rejects_ids_that_do_not_count_up_from_1(checks, ids):
     events = good_stream()
@@ -617,7 +619,7 @@ def test_validate_stream_rejects_ids_that_do_not_count_up_from_1(checks, ids):
         checks.validate_stream(events)
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_rejects_an_event_without_id(checks):
     events = good_stream()
     events[2]["id"] = None
@@ -625,27 +627,27 @@ def test_validate_stream_rejects_an_event_without_id(checks):
         checks.validate_stream(events)
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_rejects_a_stream_without_terminal_event(checks):
     with pytest.raises(checks.ContractViolation, match="terminal"):
         checks.validate_stream(good_stream()[:-1])
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_rejects_two_terminal_events(checks):
     events = [*good_stream("error"), event("end", END, 5)]
     with pytest.raises(checks.ContractViolation, match="terminal"):
         checks.validate_stream(events)
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_rejects_an_event_after_the_terminal_one(checks):
     events = [*good_stream(), event("delta", {"index": 2, "text": "!"}, 5)]
     with pytest.raises(checks.ContractViolation, match="terminal"):
         checks.validate_stream(events)
 
 
-@lab02
+@lab02_task[3]
 def test_validate_stream_rejects_a_stream_that_does_not_begin_with_start(checks):
     with pytest.raises(checks.ContractViolation, match="start"):
         checks.validate_stream([event("delta", DELTA, 1), event("end", END, 2)])
@@ -653,7 +655,7 @@ def test_validate_stream_rejects_a_stream_that_does_not_begin_with_start(checks)
         checks.validate_stream([])
 
 
-@lab02
+@lab02_task[3]
 def test_validate_response_checks_a_stream_body_event_by_event(checks):
     headers = {"Content-Type": "text/event-stream; charset=utf-8", "X-Request-Id": REQUEST_ID}
     wire = "".join(

@@ -9,12 +9,15 @@ from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-lab01 = pytest.mark.lab("01")
+# The three Lab Tasks of notebook 01: data lines, single-line fields, keep-alive comments.
+data_task = pytest.mark.lab("01", task=1)
+field_task = pytest.mark.lab("01", task=2)
+comment_task = pytest.mark.lab("01", task=3)
 
 MULTI_LINE = "first line\nsecond line\r\nthird line\rfourth line"
 
 
-@lab01
+@data_task
 def test_multi_line_data_becomes_one_data_line_per_line(impl):
     encoded = impl.sse.encode_event(MULTI_LINE, event="delta")
     assert encoded == (
@@ -27,14 +30,14 @@ def test_multi_line_data_becomes_one_data_line_per_line(impl):
     )
 
 
-@lab01
+@data_task
 def test_data_with_blank_and_trailing_lines_keeps_every_line(impl):
     encoded = impl.sse.encode_event("a\n\nb\n")
     assert encoded == b"data: a\ndata: \ndata: b\ndata: \n\n"
     assert impl.sse.parse_stream(encoded.decode())[0]["data"] == "a\n\nb\n"
 
 
-@lab01
+@field_task
 @pytest.mark.parametrize("field", ["event", "id"])
 @pytest.mark.parametrize("bad", ["delta\nevent: admin", "x\r\ndata: injected", "x\ry"])
 def test_line_breaks_in_event_or_id_are_refused(impl, field, bad):
@@ -42,27 +45,27 @@ def test_line_breaks_in_event_or_id_are_refused(impl, field, bad):
         impl.sse.encode_event("ok", **{field: bad})
 
 
-@lab01
+@field_task
 def test_nul_in_id_is_refused_and_plain_values_pass(impl):
     with pytest.raises(impl.sse.SSEFieldError):
         impl.sse.encode_event("ok", id="7\0")
     assert impl.sse.encode_event("ok", event="end", id=7) == b"id: 7\nevent: end\ndata: ok\n\n"
 
 
-@lab01
+@field_task
 def test_refused_field_is_a_value_error_so_callers_can_handle_it(impl):
     with pytest.raises(ValueError):
         impl.sse.single_line_field("event", "a\nb")
 
 
-@lab01
+@comment_task
 def test_comment_is_a_colon_line_per_line_with_no_blank_line(impl):
     assert impl.sse.encode_comment("ping") == b": ping\n"
     assert impl.sse.encode_comment("") == b":\n"
     assert impl.sse.encode_comment("two\nlines") == b": two\n: lines\n"
 
 
-@lab01
+@data_task
 def test_json_event_is_compact_and_decodes_back(impl):
     encoded = impl.sse.encode_json_event("delta", {"index": 0, "text": "a\nb"}, id=2)
     assert encoded == b'id: 2\nevent: delta\ndata: {"index":0,"text":"a\\nb"}\n\n'
@@ -79,7 +82,7 @@ def _app(chunks: list[bytes]) -> Starlette:
     return Starlette(routes=[Route("/events", stream)])
 
 
-@lab01
+@comment_task
 @pytest.mark.timeout(30)
 def test_a_real_sse_client_reads_back_exactly_what_was_encoded(impl):
     sse = impl.sse

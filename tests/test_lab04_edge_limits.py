@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 lab04 = pytest.mark.lab("04")
+# The Lab Tasks of notebook 04, as its "Lab Task N" headings number them.
+lab04_task = {n: pytest.mark.lab("04", task=n) for n in (1, 2)}
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def assert_too_large(response):
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
-@lab04
+@lab04_task[1]
 def test_a_body_within_the_limit_reaches_the_app(echo):
     client, calls = echo
     response = client.post("/echo", content=b"x" * 1000)
@@ -53,14 +55,14 @@ def test_a_body_within_the_limit_reaches_the_app(echo):
     assert calls == [1000]
 
 
-@lab04
+@lab04_task[1]
 def test_a_declared_oversized_body_is_refused_before_the_app_runs(echo):
     client, calls = echo
     assert_too_large(client.post("/echo", content=b"x" * 1001))
     assert calls == [], "the app must never see an oversized request"
 
 
-@lab04
+@lab04_task[1]
 def test_a_chunked_body_is_counted_and_cut_at_the_limit(echo):
     client, calls = echo
 
@@ -74,7 +76,7 @@ def test_a_chunked_body_is_counted_and_cut_at_the_limit(echo):
     assert calls == []
 
 
-@lab04
+@lab04_task[2]
 def test_max_tokens_defaults_passes_up_to_the_cap_and_is_refused_above(impl):
     settings = impl.settings.Settings(max_tokens_cap=100, default_max_tokens=40)
     check = impl.edge.check_max_tokens

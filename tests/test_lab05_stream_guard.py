@@ -12,6 +12,8 @@ import time
 import pytest
 
 lab05 = pytest.mark.lab("05")
+# The Lab Tasks of notebook 05, as its "Lab Task N" headings number them.
+lab05_task = {n: pytest.mark.lab("05", task=n) for n in (1, 2)}
 
 
 class ScriptedModel:
@@ -82,7 +84,7 @@ def kinds(items):
     return [type(item).__name__ for item in items]
 
 
-@lab05
+@lab05_task[2]
 def test_a_normal_answer_streams_every_token_then_finishes(impl):
     model = ScriptedModel(impl, tokens=3)
     items, progress = run_guard(impl, model)
@@ -92,7 +94,7 @@ def test_a_normal_answer_streams_every_token_then_finishes(impl):
     assert progress.generated == progress.delivered == 3 and model.stopped
 
 
-@lab05
+@lab05_task[1]
 def test_no_first_token_in_time_is_a_model_timeout(impl):
     model = ScriptedModel(impl, first=5.0)
     started = time.monotonic()
@@ -101,7 +103,7 @@ def test_no_first_token_in_time_is_a_model_timeout(impl):
     assert time.monotonic() - started < 5.0 and model.stopped
 
 
-@lab05
+@lab05_task[1]
 def test_a_model_that_stalls_mid_answer_gets_an_idle_timeout(impl):
     model = ScriptedModel(impl, tokens=2, then="stall")
     items, _ = run_guard(impl, model, idle_timeout_seconds=0.1)
@@ -110,7 +112,7 @@ def test_a_model_that_stalls_mid_answer_gets_an_idle_timeout(impl):
     assert model.stopped, "the stalled model task must be cancelled"
 
 
-@lab05
+@lab05_task[2]
 def test_a_runaway_model_is_cut_at_max_tokens_by_the_edge(impl):
     model = ScriptedModel(impl, tokens=1, then="runaway")
     items, progress = run_guard(impl, model, max_tokens=5)
@@ -119,7 +121,7 @@ def test_a_runaway_model_is_cut_at_max_tokens_by_the_edge(impl):
     assert model.stopped and model.produced <= 7
 
 
-@lab05
+@lab05_task[1]
 def test_a_steady_but_endless_stream_is_cut_at_the_maximum_duration(impl):
     model = ScriptedModel(impl, tokens=1, then="runaway", forever_gap=0.02)
     items, _ = run_guard(impl, model, max_stream_seconds=0.3, max_tokens=10_000)
@@ -127,7 +129,7 @@ def test_a_steady_but_endless_stream_is_cut_at_the_maximum_duration(impl):
     assert set(kinds(items[:-1])) == {"Delta"} and model.stopped
 
 
-@lab05
+@lab05_task[2]
 def test_slow_but_steady_tokens_within_the_idle_timeout_are_not_cut(impl):
     model = ScriptedModel(impl, tokens=4, gap=0.1)
     items, progress = run_guard(
@@ -137,7 +139,7 @@ def test_slow_but_steady_tokens_within_the_idle_timeout_are_not_cut(impl):
     assert items[-1].stop_reason == "end_turn" and progress.delivered == 4
 
 
-@lab05
+@lab05_task[2]
 def test_closing_the_stream_cancels_a_stalled_model_at_once(impl):
     model = ScriptedModel(impl, tokens=1, then="stall")
     request = impl.model.ModelRequest("q?", "doc.", 100)
@@ -155,7 +157,7 @@ def test_closing_the_stream_cancels_a_stalled_model_at_once(impl):
     assert model.stopped, "aclose() must cancel the model task before it returns"
 
 
-@lab05
+@lab05_task[1]
 def test_an_idle_timeout_shorter_than_the_first_token_timeout_is_kept(impl):
     model = ScriptedModel(impl, tokens=2, then="stall")
     started = time.monotonic()

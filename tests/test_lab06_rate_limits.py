@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 lab06 = pytest.mark.lab("06")
+# The Lab Tasks of notebook 06, as its "Lab Task N" headings number them.
+lab06_task = {n: pytest.mark.lab("06", task=n) for n in (1, 2)}
 
 
 class Clock:
@@ -15,7 +17,7 @@ class Clock:
         return self.now
 
 
-@lab06
+@lab06_task[1]
 def test_bucket_allows_the_burst_then_refuses_with_the_wait(impl):
     clock = Clock()
     bucket = impl.limits.TokenBucket(rate=2.0, burst=3, clock=clock)
@@ -34,7 +36,7 @@ def test_a_long_idle_bucket_refills_only_up_to_its_burst(impl):
     assert bucket.try_take() == pytest.approx(0.5), "the refill must stop at the burst"
 
 
-@lab06
+@lab06_task[2]
 def test_budget_reserves_max_tokens_up_front_and_refuses_an_overshoot(impl):
     clock = Clock()
     budget = impl.limits.TokenBudget(per_minute=1000, clock=clock)
@@ -48,7 +50,7 @@ def test_budget_reserves_max_tokens_up_front_and_refuses_an_overshoot(impl):
     assert budget.reserve(500).tokens == 500
 
 
-@lab06
+@lab06_task[2]
 def test_budget_frees_reservations_after_a_minute_and_refuses_the_impossible(impl):
     clock = Clock()
     budget = impl.limits.TokenBudget(per_minute=1000, clock=clock)
@@ -60,7 +62,7 @@ def test_budget_frees_reservations_after_a_minute_and_refuses_the_impossible(imp
     assert refused.value.code == "quota_exceeded" and "max_tokens" in refused.value.detail
 
 
-@lab06
+@lab06_task[1]
 def test_the_gateway_answers_429_with_retry_after_when_a_key_is_over_its_rate(start_gateway):
     gateway = start_gateway(rate_limit_rps=0.5, rate_limit_burst=1)
     client = gateway.client()

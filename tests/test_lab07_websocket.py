@@ -15,6 +15,8 @@ import pytest
 from test_websocket_chat import ask, chat  # noqa: F401  (chat is a fixture)
 
 lab07 = pytest.mark.lab("07")
+# The Lab Tasks of notebook 07, as its "Lab Task N" headings number them.
+lab07_task = {n: pytest.mark.lab("07", task=n) for n in (1, 2, 3)}
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -31,7 +33,7 @@ def frame(text: str | None = None, data: bytes | None = None) -> dict:
 # --- task 1: routing ---------------------------------------------------------------------------
 
 
-@lab07
+@lab07_task[1]
 @pytest.mark.parametrize(
     "message",
     [
@@ -45,7 +47,7 @@ def test_each_client_message_is_routed_on_its_type(impl, message):
     assert routed.route == message["type"] and routed.message == message
 
 
-@lab07
+@lab07_task[1]
 @pytest.mark.parametrize(
     ("received", "message_id"),
     [
@@ -63,7 +65,7 @@ def test_everything_else_goes_to_the_default_route_as_invalid_request(impl, rece
     assert refused.value.code == "invalid_request" and refused.value.message_id == message_id
 
 
-@lab07
+@lab07_task[1]
 def test_bad_frames_get_an_error_message_and_the_connection_stays_open(start_gateway, chat):  # noqa: F811
     client = chat(start_gateway())
     client.send_raw("{not json")
@@ -97,7 +99,7 @@ class StallingModel:
             self.closed_at = time.perf_counter()
 
 
-@lab07
+@lab07_task[2]
 def test_cancel_stops_a_stalled_model_and_ends_with_stop_reason_cancelled(
     impl,
     start_gateway,
@@ -120,7 +122,7 @@ def test_cancel_stops_a_stalled_model_and_ends_with_stop_reason_cancelled(
     assert client.recv() == {"type": "pong"}
 
 
-@lab07
+@lab07_task[2]
 def test_cancel_frees_the_connection_for_a_new_ask(impl, start_gateway, chat):  # noqa: F811
     gateway = start_gateway(model=StallingModel(impl), idle_timeout_seconds=30)
     client = chat(gateway)
@@ -135,7 +137,7 @@ def test_cancel_frees_the_connection_for_a_new_ask(impl, start_gateway, chat):  
 # --- task 3: per-connection limits -----------------------------------------------------------
 
 
-@lab07
+@lab07_task[3]
 def test_a_message_above_the_size_limit_closes_the_connection_1009(start_gateway, chat):  # noqa: F811
     gateway = start_gateway(ws_max_message_bytes=500)
     client = chat(gateway)
@@ -146,7 +148,7 @@ def test_a_message_above_the_size_limit_closes_the_connection_1009(start_gateway
     assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0
 
 
-@lab07
+@lab07_task[3]
 def test_messages_over_the_rate_are_refused_then_the_connection_is_closed_1008(
     start_gateway,
     chat,  # noqa: F811

@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 lab08 = pytest.mark.lab("08")
+# The Lab Tasks of notebook 08, as its "Lab Task N" headings number them.
+lab08_task = {n: pytest.mark.lab("08", task=n) for n in (1, 2)}
 pytestmark = pytest.mark.timeout(60)
 SECRET = "arn:aws:bedrock:us-east-1:123456789012:foundation-model/private"
 
@@ -52,7 +54,7 @@ def first_error(impl, client):
 # --- task 1: Bedrock's errors in the catalogue -------------------------------------------------
 
 
-@lab08
+@lab08_task[1]
 @pytest.mark.parametrize(
     ("aws_code", "status", "ours"),
     [
@@ -71,7 +73,7 @@ def test_bedrock_errors_before_the_stream_map_to_the_catalogue(
     assert error is not None and error.code == ours
 
 
-@lab08
+@lab08_task[1]
 @pytest.mark.parametrize(
     ("exception_type", "ours"),
     [
@@ -89,7 +91,7 @@ def test_exception_events_inside_the_stream_map_to_the_catalogue(
     assert error is not None and error.code == ours
 
 
-@lab08
+@lab08_task[1]
 def test_retryable_bedrock_errors_say_when_to_retry_and_never_leak_aws_messages(impl, bedrock):
     impl.load("aws.fake_bedrock").fail_before_stream(bedrock, "ThrottlingException", SECRET, 429)
     error = first_error(impl, bedrock)
@@ -118,7 +120,7 @@ def gone_client(after: int):
     return Management(), posted
 
 
-@lab08
+@lab08_task[2]
 def test_send_reports_a_connection_that_is_gone_and_posts_nothing_more(impl):
     handler_module = impl.load("aws.ws_handler")
     management, posted = gone_client(after=1)
@@ -129,7 +131,7 @@ def test_send_reports_a_connection_that_is_gone_and_posts_nothing_more(impl):
     assert posted == [{"type": "pong"}]
 
 
-@lab08
+@lab08_task[2]
 def test_other_post_errors_are_not_mistaken_for_a_client_that_left(impl):
     handler_module = impl.load("aws.ws_handler")
 
@@ -143,7 +145,7 @@ def test_other_post_errors_are_not_mistaken_for_a_client_that_left(impl):
         handler_module.Connection(Forbidden(), "abc=").send({"type": "pong"})
 
 
-@lab08
+@lab08_task[2]
 def test_an_answer_stops_and_closes_bedrock_when_the_client_leaves(impl, bedrock):
     handler_module, fake = impl.load("aws.ws_handler"), impl.load("aws.fake_bedrock")
     calls = fake.install(bedrock, fake.answer([f"w{i} " for i in range(30)]))

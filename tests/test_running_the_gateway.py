@@ -197,3 +197,24 @@ def test_the_command_line_ends_open_answers_with_an_error_then_1012_on_sigterm()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_the_command_line_gateway_with_one_line_and_no_traceback():
+    process, line = start_cli()
+    assert line.startswith("Gateway (reference) on http://127.0.0.1:"), line
+    url = line.split(" on ", 1)[1].split()[0]
+    deadline = time.monotonic() + 20
+    while True:  # serving: Ctrl-C now reaches uvicorn, not the start-up
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                break
+        except httpx.ConnectError:
+            pass
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert output.rstrip().splitlines()[-1] == "Gateway stopped (Ctrl-C).", output

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course.catalog import labs as course_labs  # noqa: E402
+from course.regions import BEGIN_LAB, BEGIN_SOLUTION, END_LAB, END_SOLUTION  # noqa: E402
 
 SOURCE = ROOT / "reference_impl"
 TARGET = ROOT / "labs"
@@ -53,13 +54,6 @@ SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 # Files whose format has line comments get a "generated" header; others are copied as they are.
 COMMENT_PREFIX = {".py": "#", ".yaml": "#", ".yml": "#", ".toml": "#", ".cfg": "#", ".txt": "#"}
-
-BEGIN_SOLUTION = re.compile(
-    r"^(?P<indent>[ \t]*)# BEGIN SOLUTION lab(?P<lab>\d{2}): (?P<title>\S.*?)\s*$"
-)
-END_SOLUTION = re.compile(r"^[ \t]*# END SOLUTION\s*$")
-BEGIN_LAB = re.compile(r"^[ \t]*# BEGIN LAB (?P<lab>\d{2}):")
-END_LAB = re.compile(r"^[ \t]*# END LAB (?P<lab>\d{2})\s*$")
 
 
 class GeneratorError(Exception):
