@@ -136,7 +136,7 @@ QUIZ_NOTEBOOK = {
             "source": source,
         }
         for source in (
-            "from quizzes import exam, flashcards, quiz\n\nquiz(notebook='01', seed=7)",
+            "from quizzes import exam, flashcards, quiz\n\nquiz(notebook='01', seed=7, n=None)",
             "exam(n=3, minutes=30, seed=3)",
             "flashcards()",
         )
@@ -182,10 +182,11 @@ def layout_problems(page, quiz_index: int) -> list[str]:
                         problems.push(`option ${i} is cut by its container`);
                     parent = parent.parentElement;
                 }
-                if (box.width < 0.6 * frame.width)
-                    problems.push(`option ${i} is a ${Math.round(box.width)} px column`);
                 const input = label.querySelector('input').getBoundingClientRect();
                 const line = parseFloat(getComputedStyle(label).lineHeight) || 20;
+                // A short option may be narrow; a narrow one that wraps is the squeezed column.
+                if (box.width < 0.6 * frame.width && box.height > 1.5 * line)
+                    problems.push(`option ${i} is a ${Math.round(box.width)} px column`);
                 if (input.top - box.top > line) problems.push(`option ${i}: box not on line one`);
                 if (input.left > box.left + 0.25 * box.width)
                     problems.push(`option ${i}: box not before its text`);

@@ -202,7 +202,7 @@ def test_the_command_line_ends_open_answers_with_an_error_then_1012_on_sigterm()
 @pytest.mark.timeout(60)
 def test_ctrl_c_stops_the_command_line_gateway_with_one_line_and_no_traceback():
     process, line = start_cli()
-    assert line.startswith("Gateway (reference) on http://127.0.0.1:"), line
+    assert line.startswith("Gateway (reference_impl) on http://127.0.0.1:"), line
     url = line.split(" on ", 1)[1].split()[0]
     deadline = time.monotonic() + 20
     while True:  # serving: Ctrl-C now reaches uvicorn, not the start-up
