@@ -27,6 +27,14 @@ from .request_id import new_request_id
 from .settings import Settings
 
 
+@dataclass
+class Exchange:
+    """What the body limit and the app's answer share in one request."""
+
+    started: bool = False  # the app has sent the start of its response
+    refused: bool = False  # the 413 went out: the app's answer is dropped
+
+
 class BodySizeLimitMiddleware:
     """Refuses a request body above `max_request_bytes` with 413 `request_too_large`.
 
@@ -48,24 +56,45 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        exchange = Exchange()
 
         async def app_send(message: Message) -> None:
-            nonlocal started
-            if refused:  # once the 413 is out, whatever the app answers is dropped
+            if exchange.refused:  # once the 413 is out, whatever the app answers is dropped
                 return
-            started = True
+            exchange.started = True
             await send(message)
 
-        # BEGIN LAB 04: enforce the request size limit before the body is read
-        # TODO Lab 04: enforce the request size limit before the body is read
-        raise NotImplementedError('Lab 04: enforce the request size limit before the body is read — see notebooks/04_limits_at_the_edge.ipynb')
-        # END LAB 04
+        limited_receive = await self.limit_body(scope, receive, send, exchange)
+        if limited_receive is None:
+            return  # refused before the app ran
         try:
-            await self.app(scope, counting_receive, app_send)
+            await self.app(scope, limited_receive, app_send)
         except Exception:
-            if not refused:
+            if not exchange.refused:
                 raise
+
+    async def limit_body(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange
+    ) -> Receive | None:
+        """Refuse a body above `self.max_bytes` before it is read; the lab's task.
+
+        Inputs: the request's ASGI `scope` (its headers are `scope["headers"]`, a list of
+        (lower-case name, value) byte pairs), the server's `receive` and `send`, and the
+        `exchange` shared with the response side (`exchange.started`: the app has begun its
+        answer; `exchange.refused`: set it when you refuse).
+
+        Returns None when a declared Content-Length is above the limit, after answering with
+        `await self.refuse(scope, receive, send)`: nothing of the body is read and the app never
+        runs. Otherwise returns the `receive` the app will read the body through: it counts the
+        body bytes of each "http.request" message as they arrive (a body sent without a
+        Content-Length, or with one that lies) and, once the count passes the limit while the
+        app has not started answering, sets `exchange.refused`, calls `self.refuse(...)` and
+        hands the app {"type": "http.disconnect"} from then on, so it stops reading.
+        """
+        # BEGIN LAB 04: refuse a body over the limit before it is read, or as it arrives
+        # TODO Lab 04: refuse a body over the limit before it is read, or as it arrives
+        raise NotImplementedError('Lab 04: refuse a body over the limit before it is read, or as it arrives — see notebooks/04_limits_at_the_edge.ipynb')
+        # END LAB 04
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_reject("request_too_large")

@@ -154,10 +154,23 @@ class Deadlines:
 
 def timeout_error(expired: str, first_token_seen: bool, limits: StreamLimits) -> GatewayError:
     """The structured error for a deadline that passed ("stream" or "token")."""
-    # BEGIN LAB 05: turn the deadline that passed into the right structured error
-    # TODO Lab 05: turn the deadline that passed into the right structured error
-    raise NotImplementedError('Lab 05: turn the deadline that passed into the right structured error — see notebooks/05_stream_guard.ipynb')
-    # END LAB 05
+    if not first_token_seen:
+        seconds = min(limits.first_token_timeout_seconds, limits.max_stream_seconds)
+        return GatewayError("model_timeout", f"No first token within {seconds:g} s.")
+    if expired == "stream":
+        return GatewayError(
+            "stream_timeout", f"The stream reached its limit of {limits.max_stream_seconds:g} s."
+        )
+    return GatewayError("idle_timeout", f"No token for {limits.idle_timeout_seconds:g} s.")
+
+
+def model_failure(error: Exception) -> GatewayError:
+    """The structured error for a model stream that failed in a way of its own (raised
+    something other than a GatewayError, or ended without a stop reason)."""
+    if isinstance(error, StopAsyncIteration):
+        return GatewayError("model_error", "The model ended without a stop reason.")
+    log.error("model stream failed", exc_info=error)  # tell the client nothing more
+    return GatewayError("model_error", "The model failed while answering.")
 
 
 async def guard_stream(
@@ -172,64 +185,58 @@ async def guard_stream(
 
     Everything the caller needs after any ending is in `progress`: the counts, the model's own
     usage when it reported one, and the `Finished` or the `GatewayError` that ended it.
+
+    The lab's task is the deadline racing the model. Open the model's stream of events with
+    `stream = model.stream(request)` and its deadlines' one timer with `deadlines =
+    Deadlines(limits, started_at)`; `take(event, progress, limits, deadlines, started_at)`
+    (given) records one event in `progress` and returns what to yield. Then loop, per event:
+    - before waiting, raises `timeout_error(expired, first_token_seen, limits)` if
+      `deadlines.passed(now)` names a deadline (the timer interrupts only a wait), then calls
+      `deadlines.arm()` and sets `deadlines.waiting` to the current task, for the wait only;
+    - awaits `anext(stream)`. If that wait is cancelled and `deadlines.expired` is set, the
+      cancel is our deadline's: uncancel the task and raise `timeout_error(deadlines.expired,
+      ...)`; if it is not set, the client left or the server is stopping: re-raise the
+      `CancelledError` untouched. A `GatewayError` from the model passes through; any other
+      exception (and `StopAsyncIteration`) becomes `model_failure(error)`;
+    - yields `take(...)`'s result; returns after yielding a `Finished`, and after a `Delta`
+      counts it as delivered (`progress.delivered += 1`) when the consumer asks for more.
+    A `GatewayError` that ends the stream is recorded in `progress.error`, then raised. However
+    the loop ends (an answer, an error, a cancel, a client that stops iterating), it stops the
+    timer (`deadlines.stop()`) and closes the model (`await stream.aclose()`) in `finally`.
     """
     progress.input_tokens = request.prompt_tokens
-    stream = model.stream(request)
-    deadlines = Deadlines(limits, started_at)
-    loop = deadlines.loop
-    try:
-        while True:
-            expired = deadlines.passed(loop.time())  # the timer only interrupts a wait
-            if expired:
-                raise timeout_error(expired, progress.first_token_at is not None, limits)
-            deadlines.arm()
-            deadlines.waiting = asyncio.current_task()
-            try:
-                event = await anext(stream)
-            except asyncio.CancelledError:
-                if deadlines.expired is None:
-                    raise  # the client left or the server is stopping: not ours to handle
-                asyncio.current_task().uncancel()
-                raise timeout_error(
-                    deadlines.expired, progress.first_token_at is not None, limits
-                ) from None
-            except StopAsyncIteration:
-                raise GatewayError(
-                    "model_error", "The model ended without a stop reason."
-                ) from None
-            except GatewayError:
-                raise
-            except Exception:  # an unexpected model failure: log it, tell the client nothing more
-                log.exception("model stream failed")
-                raise GatewayError("model_error", "The model failed while answering.") from None
-            finally:
-                deadlines.waiting = None
-            if isinstance(event, ModelStop):
-                progress.reported_input_tokens = event.input_tokens
-                progress.reported_output_tokens = event.output_tokens
-                yield finished(progress, event.stop_reason, started_at)
-                return
-            progress.generated += 1
-            # BEGIN LAB 05: cut a model that ignores max_tokens, at the edge
-            # TODO Lab 05: cut a model that ignores max_tokens, at the edge
-            raise NotImplementedError('Lab 05: cut a model that ignores max_tokens, at the edge — see notebooks/05_stream_guard.ipynb')
-            yield  # never reached; keeps this function a generator
-            # END LAB 05
-            now = loop.time()
-            if progress.first_token_at is None:
-                progress.first_token_at = time.perf_counter()
-                progress.first_chunk_at = now
-            progress.last_chunk_at = now
-            deadlines.token_arrived(now)
-            yield Delta(progress.delivered, event.text)
-            progress.delivered += 1
-    except GatewayError as error:
-        progress.error = error  # no per-token cost: a try block is free until it raises
-        raise
-    finally:
-        # Runs on every ending: normal, error, client gone (cancellation), server shutdown.
-        deadlines.stop()
-        await stream.aclose()
+    # BEGIN LAB 05: race the model against its deadlines; close it however it ends
+    # TODO Lab 05: race the model against its deadlines; close it however it ends
+    raise NotImplementedError('Lab 05: race the model against its deadlines; close it however it ends — see notebooks/05_stream_guard.ipynb')
+    yield  # never reached; keeps this function a generator
+    # END LAB 05
+
+
+def take(
+    event: TextDelta | ModelStop,
+    progress: Progress,
+    limits: StreamLimits,
+    deadlines: Deadlines,
+    started_at: float,
+) -> Delta | Finished:
+    """Record one model event in `progress`: a `Delta` to send (counted as delivered by the
+    guard once it is taken), or the stream's `Finished`."""
+    if isinstance(event, ModelStop):
+        progress.reported_input_tokens = event.input_tokens
+        progress.reported_output_tokens = event.output_tokens
+        return finished(progress, event.stop_reason, started_at)
+    progress.generated += 1
+    # BEGIN LAB 05: cut a model that ignores max_tokens, at the edge
+    # TODO Lab 05: cut a model that ignores max_tokens, at the edge
+    raise NotImplementedError('Lab 05: cut a model that ignores max_tokens, at the edge — see notebooks/05_stream_guard.ipynb')
+    # END LAB 05
+    now = deadlines.loop.time()
+    if progress.first_token_at is None:
+        progress.first_token_at = time.perf_counter()
+        progress.first_chunk_at = now
+    progress.last_chunk_at = now
+    deadlines.token_arrived(now)
+    return Delta(progress.delivered, event.text)
 
 
 def finished(progress: Progress, stop_reason: str, started_at: float) -> Finished:

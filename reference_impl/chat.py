@@ -352,11 +352,8 @@ class ChatConnection:
         except asyncio.CancelledError:
             state = answer.state
             if state is AnswerState.CANCELLING:
-                asyncio.current_task().uncancel()
-                end = session.cancel()
-                answer.state = AnswerState.ENDED
-                await session.close()  # the model stops here, before anything is sent
-                await self.send(wire_ws.answer_message(ask_id, end))
+                asyncio.current_task().uncancel()  # the client's cancel ends it; see `cancel`
+                await self.end_cancelled(answer)
             elif state is AnswerState.CLOSING and answer.closing_error is not None:
                 asyncio.current_task().uncancel()
                 answer.state = AnswerState.ENDED
@@ -381,6 +378,15 @@ class ChatConnection:
     # --- cancel ---------------------------------------------------------------------------
 
     async def cancel(self, message: dict[str, Any]) -> None:
+        """The client's `cancel`: stop the streaming answer it names, and its model, now.
+
+        The lab's task, first half (the second is `end_cancelled`). A cancel that names no
+        streaming answer is refused below (given). Otherwise: set `answer.state` to
+        CANCELLING (so the answer's task knows the cancel is the client's), cancel
+        `answer.task`, and wait until that task has ended (`asyncio.wait`), so that when this
+        returns the model has stopped, `end` with stop_reason `cancelled` is sent, and the
+        next message is handled with no answer streaming.
+        """
         answer = self.answer
         if (
             answer is None
@@ -394,12 +400,30 @@ class ChatConnection:
             self.gateway.reject(error.code)
             await self.send(wire_ws.error_message(message["id"], error, self.request_id))
             return
-        # BEGIN SOLUTION lab07: cancel the answer, stop the model now, end with the partial usage
+        # BEGIN SOLUTION lab07: cancel the answer's task and wait until it has ended
         answer.state = AnswerState.CANCELLING
         answer.task.cancel()
-        # The task stops the model and sends `end` with stop_reason cancelled; wait for it, so
-        # the next message is handled with no answer streaming.
+        # The task stops the model and sends `end` (`end_cancelled`); wait for it, so the next
+        # message is handled with no answer streaming.
         await asyncio.wait([answer.task])
+        # END SOLUTION
+
+    async def end_cancelled(self, answer: Answer) -> None:
+        """End a cancelled answer, in its own task: stop the model, then send its `end`.
+
+        The lab's task, second half. Called in the answer's task once the cancel has reached it
+        (its `CancelledError` is caught and uncancelled), with `answer.state` CANCELLING. Take
+        the answer's end from `answer.session.cancel()` (stop_reason `cancelled`, the usage of
+        what was delivered), mark the answer ENDED (no second terminal message), close the
+        session with `await answer.session.close()` (this stops the model and bills the
+        partial answer) and only then send the end:
+        `await self.send(wire_ws.answer_message(answer.ask_id, end))`.
+        """
+        # BEGIN SOLUTION lab07: end the cancelled answer: stop the model, then send its end
+        end = answer.session.cancel()
+        answer.state = AnswerState.ENDED
+        await answer.session.close()  # the model stops here, before anything is sent
+        await self.send(wire_ws.answer_message(answer.ask_id, end))
         # END SOLUTION
 
     async def stop_answer(self, error: GatewayError | None = None) -> bool:

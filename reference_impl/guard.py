@@ -151,7 +151,6 @@ class Deadlines:
 
 def timeout_error(expired: str, first_token_seen: bool, limits: StreamLimits) -> GatewayError:
     """The structured error for a deadline that passed ("stream" or "token")."""
-    # BEGIN SOLUTION lab05: turn the deadline that passed into the right structured error
     if not first_token_seen:
         seconds = min(limits.first_token_timeout_seconds, limits.max_stream_seconds)
         return GatewayError("model_timeout", f"No first token within {seconds:g} s.")
@@ -160,7 +159,15 @@ def timeout_error(expired: str, first_token_seen: bool, limits: StreamLimits) ->
             "stream_timeout", f"The stream reached its limit of {limits.max_stream_seconds:g} s."
         )
     return GatewayError("idle_timeout", f"No token for {limits.idle_timeout_seconds:g} s.")
-    # END SOLUTION
+
+
+def model_failure(error: Exception) -> GatewayError:
+    """The structured error for a model stream that failed in a way of its own (raised
+    something other than a GatewayError, or ended without a stop reason)."""
+    if isinstance(error, StopAsyncIteration):
+        return GatewayError("model_error", "The model ended without a stop reason.")
+    log.error("model stream failed", exc_info=error)  # tell the client nothing more
+    return GatewayError("model_error", "The model failed while answering.")
 
 
 async def guard_stream(
@@ -175,8 +182,27 @@ async def guard_stream(
 
     Everything the caller needs after any ending is in `progress`: the counts, the model's own
     usage when it reported one, and the `Finished` or the `GatewayError` that ended it.
+
+    The lab's task is the deadline racing the model. Open the model's stream of events with
+    `stream = model.stream(request)` and its deadlines' one timer with `deadlines =
+    Deadlines(limits, started_at)`; `take(event, progress, limits, deadlines, started_at)`
+    (given) records one event in `progress` and returns what to yield. Then loop, per event:
+    - before waiting, raises `timeout_error(expired, first_token_seen, limits)` if
+      `deadlines.passed(now)` names a deadline (the timer interrupts only a wait), then calls
+      `deadlines.arm()` and sets `deadlines.waiting` to the current task, for the wait only;
+    - awaits `anext(stream)`. If that wait is cancelled and `deadlines.expired` is set, the
+      cancel is our deadline's: uncancel the task and raise `timeout_error(deadlines.expired,
+      ...)`; if it is not set, the client left or the server is stopping: re-raise the
+      `CancelledError` untouched. A `GatewayError` from the model passes through; any other
+      exception (and `StopAsyncIteration`) becomes `model_failure(error)`;
+    - yields `take(...)`'s result; returns after yielding a `Finished`, and after a `Delta`
+      counts it as delivered (`progress.delivered += 1`) when the consumer asks for more.
+    A `GatewayError` that ends the stream is recorded in `progress.error`, then raised. However
+    the loop ends (an answer, an error, a cancel, a client that stops iterating), it stops the
+    timer (`deadlines.stop()`) and closes the model (`await stream.aclose()`) in `finally`.
     """
     progress.input_tokens = request.prompt_tokens
+    # BEGIN SOLUTION lab05: race the model against its deadlines; close it however it ends
     stream = model.stream(request)
     deadlines = Deadlines(limits, started_at)
     loop = deadlines.loop
@@ -196,37 +222,17 @@ async def guard_stream(
                 raise timeout_error(
                     deadlines.expired, progress.first_token_at is not None, limits
                 ) from None
-            except StopAsyncIteration:
-                raise GatewayError(
-                    "model_error", "The model ended without a stop reason."
-                ) from None
             except GatewayError:
                 raise
-            except Exception:  # an unexpected model failure: log it, tell the client nothing more
-                log.exception("model stream failed")
-                raise GatewayError("model_error", "The model failed while answering.") from None
+            except Exception as error:
+                raise model_failure(error) from None
             finally:
                 deadlines.waiting = None
-            if isinstance(event, ModelStop):
-                progress.reported_input_tokens = event.input_tokens
-                progress.reported_output_tokens = event.output_tokens
-                yield finished(progress, event.stop_reason, started_at)
+            item = take(event, progress, limits, deadlines, started_at)
+            yield item
+            if type(item) is Finished:
                 return
-            progress.generated += 1
-            # BEGIN SOLUTION lab05: cut a model that ignores max_tokens, at the edge
-            if progress.delivered >= limits.max_tokens:
-                # The model was asked for at most max_tokens and sent more: the edge stops it.
-                yield finished(progress, "max_tokens", started_at)
-                return
-            # END SOLUTION
-            now = loop.time()
-            if progress.first_token_at is None:
-                progress.first_token_at = time.perf_counter()
-                progress.first_chunk_at = now
-            progress.last_chunk_at = now
-            deadlines.token_arrived(now)
-            yield Delta(progress.delivered, event.text)
-            progress.delivered += 1
+            progress.delivered += 1  # counted once the consumer took it and asked for more
     except GatewayError as error:
         progress.error = error  # no per-token cost: a try block is free until it raises
         raise
@@ -234,6 +240,35 @@ async def guard_stream(
         # Runs on every ending: normal, error, client gone (cancellation), server shutdown.
         deadlines.stop()
         await stream.aclose()
+    # END SOLUTION
+
+
+def take(
+    event: TextDelta | ModelStop,
+    progress: Progress,
+    limits: StreamLimits,
+    deadlines: Deadlines,
+    started_at: float,
+) -> Delta | Finished:
+    """Record one model event in `progress`: a `Delta` to send (counted as delivered by the
+    guard once it is taken), or the stream's `Finished`."""
+    if isinstance(event, ModelStop):
+        progress.reported_input_tokens = event.input_tokens
+        progress.reported_output_tokens = event.output_tokens
+        return finished(progress, event.stop_reason, started_at)
+    progress.generated += 1
+    # BEGIN SOLUTION lab05: cut a model that ignores max_tokens, at the edge
+    if progress.delivered >= limits.max_tokens:
+        # The model was asked for at most max_tokens and sent more: the edge stops it.
+        return finished(progress, "max_tokens", started_at)
+    # END SOLUTION
+    now = deadlines.loop.time()
+    if progress.first_token_at is None:
+        progress.first_token_at = time.perf_counter()
+        progress.first_chunk_at = now
+    progress.last_chunk_at = now
+    deadlines.token_arrived(now)
+    return Delta(progress.delivered, event.text)
 
 
 def finished(progress: Progress, stop_reason: str, started_at: float) -> Finished:

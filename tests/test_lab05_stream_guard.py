@@ -164,3 +164,67 @@ def test_an_idle_timeout_shorter_than_the_first_token_timeout_is_kept(impl):
     items, _ = run_guard(impl, model, first_token_timeout_seconds=30.0, idle_timeout_seconds=0.1)
     assert items[-1].code == "idle_timeout"
     assert time.monotonic() - started < 30.0, "the idle deadline, not the first-token one, ends it"
+
+
+@lab05
+def test_a_cancel_from_outside_is_passed_on_not_taken_for_a_deadline(impl):
+    # The client left (or the server is stopping) while the model stalls: the guard's task is
+    # cancelled from outside. That cancel is not ours: it must propagate, not become a timeout,
+    # and the model must still be closed.
+    model = ScriptedModel(impl, tokens=1, then="stall")
+    request = impl.model.ModelRequest("q?", "doc.", 100)
+    progress = impl.guard.Progress()
+
+    async def consume():
+        stream = impl.guard.guard_stream(
+            model, request, limits(impl), progress, started_at=time.perf_counter()
+        )
+        try:
+            async for _ in stream:
+                pass
+        finally:
+            await stream.aclose()
+
+    async def scenario():
+        task = asyncio.create_task(consume())
+        async with asyncio.timeout(10):
+            while progress.delivered < 1:  # wait until the model stalls after its token
+                await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "ended without the cancel"
+
+    assert asyncio.run(scenario()) == "cancelled"
+    assert progress.error is None, "a client's cancel is not a gateway error"
+    assert model.stopped, "the model is closed however the stream ends"
+
+
+class FailingModel:
+    """Sends one token, then fails as no GatewayError, or ends without a stop reason."""
+
+    name = "failing"
+
+    def __init__(self, impl, how):
+        self.impl, self.how, self.stopped = impl, how, False
+
+    async def stream(self, request):
+        try:
+            yield self.impl.model.TextDelta(" t0")
+            if self.how == "raises":
+                raise RuntimeError("the model broke")
+        finally:
+            self.stopped = True
+
+
+@lab05
+@pytest.mark.parametrize("how", ["raises", "ends_without_stop"])
+def test_a_model_that_fails_ends_with_a_structured_model_error(impl, how):
+    model = FailingModel(impl, how)
+    items, progress = run_guard(impl, model)
+    assert kinds(items) == ["Delta", "GatewayError"]
+    assert items[-1].code == "model_error"
+    assert progress.error is items[-1]
+    assert model.stopped
