@@ -560,7 +560,7 @@ def test_validate_sse_event_accepts_every_good_event_and_returns_its_data(checks
 
 @lab02_task[2]
 def test_validate_sse_event_rejects_data_that_is_not_json(checks):
-    with pytest.raises(checks.ContractViolation, match=r"event 2 \(delta\).*not JSON"):
+    with pytest.raises(checks.ContractViolation, match=r"event id 2 \(delta\).*not JSON"):
         checks.validate_sse_event("delta", "{index: 0, text: 'a'}", "2")
 
 
@@ -644,6 +644,22 @@ def test_validate_stream_rejects_two_terminal_events(checks):
 def test_validate_stream_rejects_an_event_after_the_terminal_one(checks):
     events = [*good_stream(), event("delta", {"index": 2, "text": "!"}, 5)]
     with pytest.raises(checks.ContractViolation, match="terminal"):
+        checks.validate_stream(events)
+
+
+@lab02_task[3]
+def test_stream_order_messages_name_events_by_their_id_as_single_events_do(checks):
+    # One way to number events: the SSE id a client sees, never a position in a list.
+    events = [*good_stream(), event("delta", {"index": 2, "text": "!"}, 9)]
+    with pytest.raises(checks.ContractViolation, match=r"event id 4 \(end\) is terminal"):
+        checks.validate_stream(events)
+    events = good_stream()
+    events[2]["id"] = "2"
+    with pytest.raises(checks.ContractViolation, match=r"event id 2 \(delta\)"):
+        checks.validate_stream(events)
+    events = good_stream()
+    events[2]["id"] = None
+    with pytest.raises(checks.ContractViolation, match=r"after event id 2 \(delta\)"):
         checks.validate_stream(events)
 
 

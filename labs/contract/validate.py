@@ -319,7 +319,8 @@ def validate_sse_event(event: str, data: str, id: str | None, retry: int | None 
     httpx-sse): `event` defaults to "message", `data` is the joined data lines, `id` is None
     (or "") when the event had none.
     """
-    where = f"event {id or '(no id)'} ({event})"
+    # Events are named by their SSE id, the number a client sees, in every message here.
+    where = f"event id {id} ({event})" if id not in (None, "") else f"an event without id ({event})"
     variants = stream_event_variants()
     if event not in variants:
         raise ContractViolation(

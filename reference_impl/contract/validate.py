@@ -330,7 +330,8 @@ def validate_sse_event(event: str, data: str, id: str | None, retry: int | None 
     httpx-sse): `event` defaults to "message", `data` is the joined data lines, `id` is None
     (or "") when the event had none.
     """
-    where = f"event {id or '(no id)'} ({event})"
+    # Events are named by their SSE id, the number a client sees, in every message here.
+    where = f"event id {id} ({event})" if id not in (None, "") else f"an event without id ({event})"
     variants = stream_event_variants()
     if event not in variants:
         raise ContractViolation(
@@ -372,19 +373,20 @@ def check_stream_order(events: list[dict[str, Any]]) -> None:
     for position, event in enumerate(events, start=1):
         name, event_id = event.get("event"), event.get("id")
         if event_id is None or not str(event_id).isdigit():
-            raise ContractViolation(f"event #{position} ({name}) has no numeric id: {event_id!r}")
+            after = f"after event id {previous}" if previous else "first"
+            raise ContractViolation(f"the event {after} ({name}) has no numeric id: {event_id!r}")
         if position == 1 and int(event_id) != 1:
             raise ContractViolation(f"the first event has id {event_id}, not 1")
         if int(event_id) <= previous:
             raise ContractViolation(
-                f"event #{position} ({name}) has id {event_id}, not more than the previous "
+                f"event id {event_id} ({name}) is not more than the previous "
                 f"id {previous}: ids must increase"
             )
         previous = int(event_id)
         if name in TERMINAL_EVENTS and position != len(events):
             following = events[position].get("event")
             raise ContractViolation(
-                f"event #{position} ({name}) is terminal, yet a {following!r} event follows it"
+                f"event id {event_id} ({name}) is terminal, yet a {following!r} event follows it"
             )
     if events[-1].get("event") not in TERMINAL_EVENTS:
         raise ContractViolation(
