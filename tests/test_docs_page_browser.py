@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 from reference_impl.contract import validate as contract
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # CI installs Chromium (.ci/run); on a learner's machine without it the test is skipped.
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="Chromium is not installed (Debian: apt-get install chromium)",
-)
+pytestmark = needs_chromium
 
 
 def render(url: str, tmp_path) -> str:
@@ -24,13 +19,7 @@ def render(url: str, tmp_path) -> str:
         [
             CHROMIUM,
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_ARGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--dump-dom",
             url,
