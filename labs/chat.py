@@ -37,7 +37,6 @@ from .limits import TokenBucket
 from .model import ModelRequest, Turn
 from .request_id import new_request_id
 from .session import StreamSession
-from .tickets import TicketBook
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -50,7 +49,7 @@ POLICY_VIOLATION = 1008  # kept sending after being rate limited
 MESSAGE_TOO_BIG = 1009  # as API Gateway does above 128 KB [apigw-ws-quotas]
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
-TRY_AGAIN_LATER = 1013  # too many connections for this API key
+TRY_AGAIN_LATER = 1013  # too many connections for this key, or its limits are unreachable
 UNAUTHORIZED = 4401  # the private-use mirror of HTTP 401
 
 # What the gateway says, in one `error`, before it closes a connection with each code. 1001
@@ -88,18 +87,18 @@ class Answer:
 
 
 class ChatHub:
-    """Every chat connection of one app: the per-key count, the tickets, the shutdown hook."""
+    """Every chat connection of one app: the per-key count and the shutdown hook (the tickets
+    are the admission's, so any worker can redeem one another issued)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.settings = gateway.settings
-        self.tickets = TicketBook(self.settings.ws_ticket_seconds)
         self.connections: set[ChatConnection] = set()
         self.per_key: dict[str, int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
 
-    def authenticate(self, websocket: HTTPConnection) -> str:
+    async def authenticate(self, websocket: HTTPConnection) -> str:
         """The API key of a connection, as a `$connect` authorizer decides it [apigw-ws-auth].
 
         Programs send `Authorization: Bearer <key>`; browsers, which cannot set headers on a
@@ -114,7 +113,8 @@ class ChatHub:
                 "Send Authorization: Bearer <key>, or a ticket from POST /v1/chat/tickets as "
                 "?ticket=<ticket>. API keys are not accepted in the URL.",
             )
-        key = self.tickets.redeem(ticket)
+        # Under the `refuse` policy a redeem raises limits_unavailable while Redis is down.
+        key = await self.gateway.admission.redeem_ticket(ticket)
         if key is None:
             raise GatewayError(
                 "unauthorized", "The ticket is unknown, already used or expired; get a new one."
@@ -125,9 +125,10 @@ class ChatHub:
         """Authenticate, count the connection against its key, and serve it until it closes."""
         self.loop = asyncio.get_running_loop()
         try:
-            key = self.authenticate(websocket)
+            key = await self.authenticate(websocket)
         except GatewayError as error:
-            await self.refuse(websocket, error, UNAUTHORIZED)
+            close_code = TRY_AGAIN_LATER if error.code == "limits_unavailable" else UNAUTHORIZED
+            await self.refuse(websocket, error, close_code)
             return
         if self.stopping:
             error = GatewayError("shutting_down", "The gateway is restarting; reconnect.")
@@ -276,9 +277,9 @@ class ChatConnection:
             await self.send(wire_ws.error_message(ask_id, error, request_id))
             return
         try:
-            self.gateway.admission.check_rate(self.key)
+            await self.gateway.admission.check_rate(self.key)
             model_request, truncated = self.model_request(message)
-            session = StreamSession.admit(self.gateway, self.key, model_request, request_id)
+            session = await StreamSession.admit(self.gateway, self.key, model_request, request_id)
         except GatewayError as error:
             self.gateway.reject(error.code)
             await self.send(wire_ws.error_message(ask_id, error, request_id))

@@ -6,11 +6,11 @@
 `POST /v1/ask/stream` (SSE), `POST /v1/ask` (one JSON body), the WebSocket chat and the Lambda
 handler of the WebSocket API only encode what a `StreamSession` yields:
 
-    session = StreamSession.admit(gateway, key, model_request, request_id)  # or refused
+    session = await StreamSession.admit(gateway, key, model_request, request_id)  # or refused
     first = await session.first()     # before any HTTP status is committed; GatewayError here
     async for item in session.items:  # Delta ... then one Finished; GatewayError ends it
         ...
-    await session.close()             # however it ended: stop the model, bill, free, count
+    await session.close()             # however it ended: stop the model, free, bill, count
 
 The guard (guard.py) enforces the limits and records in `session.progress` what happened; the
 session turns that into the bill and the metrics, in `settle`, the only place a stream is
@@ -45,8 +45,8 @@ from typing import Any
 from .errors import GatewayError
 from .gateway import Gateway
 from .guard import Delta, Finished, Progress, finished, guard_stream
-from .limits import Hold
 from .model import ModelRequest
+from .shared_limits import Hold
 
 # How a stream ended, when it did not end with its answer: the values of
 # gateway_stream_cancellations_total{reason}. A guard's error is named by its code; a stream
@@ -91,7 +91,7 @@ class StreamSession:
         self.closed = False
 
     @classmethod
-    def admit(
+    async def admit(
         cls,
         gateway: Gateway,
         key: str,
@@ -102,7 +102,7 @@ class StreamSession:
         """Take a stream slot and reserve the key's tokens, or raise the refusal. The key's
         request rate is checked before, when the request arrives (see app.api_key)."""
         admitting_at = time.perf_counter()
-        hold = gateway.admission.admit(key, request.prompt_tokens, request.max_tokens)
+        hold = await gateway.admission.admit(key, request.prompt_tokens, request.max_tokens)
         gateway.metrics.model_requests.labels(model=gateway.model.name).inc()
         gateway.metrics.streams_active.inc()
         return cls(gateway, request, hold, request_id, started, admitting_at)
@@ -166,17 +166,26 @@ class StreamSession:
             await self.items.aclose()
         finally:
             ending = self.ending(stopped_because)
-            self.settle(ending)
-            if self.gateway.telemetry is not None:  # off by default: this check is all it costs
-                self.gateway.telemetry.record(self, ending, closing_at)
+            progress = self.progress
+            try:
+                # Runs even in a task being cancelled (the client left): the release is
+                # shielded by the hold itself. A Redis hold finishes its script in a shielded
+                # task; this worker's memory frees the slot without ever suspending, so the
+                # default mode pays no extra task or lock per stream.
+                await self.hold.release(
+                    progress.billed_input_tokens + progress.billed_output_tokens
+                )
+            finally:
+                self.settle(ending)
+                if self.gateway.telemetry is not None:  # off by default: this check is all
+                    self.gateway.telemetry.record(self, ending, closing_at)
 
     def settle(self, ending: str) -> None:
-        """Bill what the model generated, free the slot and count the stream: every metric of
-        a stream is counted here, once, with the same `ending`."""
+        """Bill what the model generated and count the stream (its slot is already free):
+        every metric of a stream is counted here, once, with the same `ending`."""
         gateway, progress = self.gateway, self.progress
         metrics, settings = gateway.metrics, gateway.settings
         input_tokens, output_tokens = progress.billed_input_tokens, progress.billed_output_tokens
-        self.hold.release(input_tokens + output_tokens)
         metrics.tokens_generated.labels(model=gateway.model.name).inc(output_tokens)
         metrics.tokens_delivered.inc(progress.delivered)
         metrics.cost_dollars.inc(

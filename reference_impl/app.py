@@ -17,6 +17,8 @@ FastAPI's own generated schema and docs are switched off.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -61,7 +63,7 @@ async def api_key(request: Request) -> str:
     route, before the body is read. (async: a plain function would run in a thread.)"""
     gateway = gateway_of(request)
     key = edge.authenticate(request, gateway.settings)
-    gateway.admission.check_rate(key)
+    await gateway.admission.check_rate(key)
     return key
 
 
@@ -71,7 +73,9 @@ async def admitted_stream(request: Request, key: str) -> StreamSession:
     ask = await edge.read_ask(request)
     model_request = edge.model_request(ask, gateway.settings)
     received_at = request.scope.get("state", {}).get("received_at")
-    return StreamSession.admit(gateway, key, model_request, request_id_of(request), received_at)
+    return await StreamSession.admit(
+        gateway, key, model_request, request_id_of(request), received_at
+    )
 
 
 # --- errors: every one is a problem object from the catalogue ----------------------------------
@@ -186,7 +190,7 @@ async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
 @router.post("/v1/chat/tickets", status_code=201)
 async def chat_ticket(request: Request, key: str = Depends(api_key)) -> JSONResponse:
     """A single-use ticket that opens one chat connection from a browser, within seconds."""
-    issued = request.app.state.chat.tickets.issue(key)
+    issued = await gateway_of(request).admission.issue_ticket(key)
     body = {
         "ticket": issued.ticket,
         "expires_in_seconds": gateway_of(request).settings.ws_ticket_seconds,
@@ -209,7 +213,15 @@ def create_app(
     """A gateway app; settings default to the GATEWAY_* environment, the model to the settings,
     telemetry to GATEWAY_TELEMETRY (off)."""
     gateway = Gateway.from_settings(settings or Settings(), model, telemetry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # After the server has stopped: close the admission's Redis connections, if any.
+        await gateway.admission.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Realtime GenAI API Labs gateway",
         # The routes themselves, not include_router's lazy wrapper, so `app.routes` lists each
         # one and the contract tests can compare them with the contract.

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .limits import Admission
 from .metrics import Metrics
 from .model import FakeModel, Model
 from .settings import Settings
+from .shared_limits import AdmissionControl, build_admission
 
 if TYPE_CHECKING:
     from .telemetry import Telemetry
@@ -23,12 +23,14 @@ class Gateway:
     settings: Settings
     model: Model
     metrics: Metrics = field(default_factory=Metrics)
-    admission: Admission | None = None
+    # This worker's memory (the default) or Redis, shared by every worker (GATEWAY_REDIS_URL);
+    # one interface, awaited on every path, so there is one code path for both.
+    admission: AdmissionControl | None = None
     telemetry: Telemetry | None = None  # OpenTelemetry, when on (telemetry.py)
 
     def __post_init__(self) -> None:
         if self.admission is None:
-            self.admission = Admission(self.settings)
+            self.admission = build_admission(self.settings, self.metrics)
 
     @classmethod
     def from_settings(

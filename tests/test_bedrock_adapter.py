@@ -282,5 +282,5 @@ def test_the_end_event_and_the_bill_say_bedrocks_usage_not_our_tokenizers(
     per_stream += 9 / 1000 * settings.price_per_1k_output_tokens
     assert gateway.metric("gateway_model_cost_dollars_total") == pytest.approx(2 * per_stream)
     # The token budget is settled to what Bedrock counted, not to the reservation.
-    budget = gateway.app.state.gateway.admission.budgets[API_KEY]
+    budget = gateway.app.state.gateway.admission.admission.budgets[API_KEY]
     assert budget.in_use() == 2 * (31 + 9)

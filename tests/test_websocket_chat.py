@@ -756,3 +756,47 @@ def test_a_turn_counts_its_tokens_once_for_the_prompt_and_the_history_budget(imp
     alone = impl.model.ModelRequest("And after that?", "Idle connections close.", 16)
     follow_up = impl.model.ModelRequest("And after that?", "Idle connections close.", 16, (turn,))
     assert follow_up.prompt_tokens == alone.prompt_tokens + turn.tokens
+
+
+# --- the tickets and the limits kept in Redis (GATEWAY_REDIS_URL) ------------------------------
+
+
+def test_on_redis_a_ticket_from_one_gateway_opens_one_connection_on_another(
+    start_gateway, chat, redis_url
+):
+    # Two apps sharing one Redis, as two workers do: a ticket is redeemed once, wherever.
+    issuer = start_gateway(redis_url=redis_url)
+    other = start_gateway(redis_url=redis_url)
+    ticket = ticket_of(issuer)
+    client = chat(other, api_key=None, query=f"?ticket={ticket}")
+    client.send(ask(max_tokens=2))
+    assert client.answer()[-1]["stop_reason"] == "max_tokens"
+    for gateway in (issuer, other):
+        reused = chat(gateway, api_key=None, query=f"?ticket={ticket}")
+        assert reused.closed() == (4401, "unauthorized")
+
+
+def test_on_redis_an_ask_over_the_rate_is_refused_as_in_memory(start_gateway, chat, redis_url):
+    gateway = start_gateway(redis_url=redis_url, rate_limit_rps=0.001, rate_limit_burst=1)
+    other = start_gateway(redis_url=redis_url, rate_limit_rps=0.001, rate_limit_burst=1)
+    # The key's one request of its burst, spent over HTTP on the other gateway.
+    assert other.client().get("/v1/documents").status_code == 200
+    client = chat(gateway)
+    client.send(ask(max_tokens=2))
+    [refused] = client.until(lambda m: m.get("id") == "q1")
+    assert refused["type"] == "error" and refused["problem"]["code"] == "rate_limited"
+    assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0
+
+
+def test_with_redis_down_a_ticket_cannot_be_redeemed_and_the_socket_closes_1013(
+    start_gateway, chat, redis_server
+):
+    gateway = start_gateway(redis_url=redis_server.url, redis_timeout_seconds=0.2)
+    ticket = ticket_of(gateway)
+    redis_server.stop()
+    refused = chat(gateway, api_key=None, query=f"?ticket={ticket}")
+    assert refused.closed() == (1013, "limits_unavailable")
+    [error] = refused.received
+    assert error["id"] is None and error["problem"]["code"] == "limits_unavailable"
+    assert error["problem"]["status"] == 503
+    assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 0

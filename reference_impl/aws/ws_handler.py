@@ -132,7 +132,7 @@ async def stream_answer(
 ) -> str:
     # API Gateway's usage plan has throttled the caller already; the admission here refuses
     # only a request that could never fit the token budget.
-    session = StreamSession.admit(gateway, "lambda", request, new_request_id())
+    session = await StreamSession.admit(gateway, "lambda", request, new_request_id())
     stopped_because = "client_disconnect"
     try:
         if not connection.send(start_message(ask_id, session.request_id, False)):

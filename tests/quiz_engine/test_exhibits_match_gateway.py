@@ -158,7 +158,7 @@ def while_busy(gateway, streams: int, **fields) -> httpx.Response:
     running = [threading.Thread(target=ask, args=(gateway,), kwargs=fields) for _ in range(streams)]
     for thread in running:
         thread.start()
-    gauge = gateway.app.state.gateway.admission
+    gauge = gateway.app.state.gateway.admission.admission  # this worker's memory
     deadline = time.monotonic() + WAIT
     while gauge.total_active < streams:
         assert time.monotonic() < deadline, "the background answers never started"
