@@ -109,7 +109,7 @@ def row_problems(page, quiz_index: int) -> list[str]:
 
 
 def check_rows_at_two_widths(page, quiz, quiz_index: int, name: str) -> None:
-    for width in (700, 1600):
+    for width in (700, 1000, 1600):
         page.set_viewport_size({"width": width, "height": 1000})
         quiz.scroll_into_view_if_needed()
         screenshot(page, f"{name}-{width}px", full_page=False)
