@@ -22,7 +22,9 @@ NOT_CHOSEN = "(choose)"
 _ROW = widgets.Layout(display="flex", flex_flow="row wrap", align_items="center", width="100%")
 _LABEL = widgets.Layout(flex="0 0 auto", width="7em")
 _PROMPT = widgets.Layout(flex="1 1 20em", min_width="12em")
-_DROPDOWN = widgets.Layout(flex="1 1 20em", width="auto", min_width="12em", max_width="100%")
+# Each dropdown takes a whole line under its label: ipywidgets gives a dropdown a fixed inline
+# width (300 px) that a flex basis does not widen, and a long choice was cut in it.
+_DROPDOWN = widgets.Layout(flex="1 1 100%", width="100%")
 
 
 class DropdownRows(widgets.VBox):
@@ -39,7 +41,9 @@ class DropdownRows(widgets.VBox):
             widgets.Box([label, dropdown], layout=_ROW)
             for label, dropdown in zip(labels, self.dropdowns, strict=True)
         ]
-        super().__init__(children=rows)
+        # The full width of the quiz: a box sized to its content would leave the rows' widths
+        # nothing to be a share of.
+        super().__init__(children=rows, layout=widgets.Layout(width="100%"))
         self.add_class("rgl-arrange")
 
     @property
