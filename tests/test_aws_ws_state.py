@@ -204,6 +204,37 @@ def test_the_cancel_mark_is_read_at_most_once_per_interval(chat):
     assert seen == [False] * 8 + [True, False]
 
 
+def failing(client, operation: str, code: str = "ThrottlingException") -> None:
+    """Make the client's calls of `operation` fail with `code`, as DynamoDB answers them."""
+
+    def before_call(model, params, **kwargs):
+        http = AWSResponse("https://dynamodb.invalid", 400, {}, None)
+        parsed = {
+            "Error": {"Code": code, "Message": "slow down"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return http, parsed
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", before_call)
+
+
+def test_a_failed_cancel_check_does_not_break_the_answer(chat):
+    chat.model_answers(chat.fake.answer(["Ten ", "minutes."]))
+    failing(chat.dynamodb, "GetItem")
+    chat.invoke(ws_event("ask", ASK))
+    messages = pushed()
+    assert [m["type"] for m in messages] == ["start", "delta", "delta", "end"]
+    assert messages[-1]["stop_reason"] == "end_turn"
+
+
+def test_an_ask_whose_state_cannot_be_read_gets_an_error_and_no_internals(chat):
+    failing(chat.dynamodb, "UpdateItem")
+    chat.invoke(ws_event("ask", ASK))
+    [error] = pushed()
+    assert error["id"] == "q1" and error["problem"]["code"] == "internal_error"
+    assert "Throttling" not in json.dumps(error) and "dynamodb" not in json.dumps(error).lower()
+
+
 # --- follow-ups ----------------------------------------------------------------------------------
 
 

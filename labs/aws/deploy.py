@@ -161,7 +161,7 @@ def function_policy(
 
     @connections is authorized with `execute-api:ManageConnections` on
     `.../{api-id}/{stage}/POST/@connections` [apigw-ws-iam]; ConverseStream needs
-    `bedrock:InvokeModelWithResponseStream` on the model [bedrock-converse-stream]. A
+    `bedrock:InvokeModelWithResponseStream` on the model [bedrock-stream-iam]. A
     cross-Region inference profile id would also need the profile's ARN.
     """
     model_arn = f"arn:aws:bedrock:{settings.bedrock_region}::foundation-model/"

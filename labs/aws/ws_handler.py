@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import bedrock, edge
 from ..bedrock import BedrockModel
@@ -142,8 +142,15 @@ class CancelWatch:
             return False
         self.checked_at = now
         self.reads += 1
+        try:
+            state = self.state.answer_state(self.ask_id)
+        except (ClientError, BotoCoreError):
+            # A failed read (throttled, a network blip) must not break the answer: the next
+            # check sees the cancel, if there is one.
+            log.warning("cancel check for %s failed; streaming on", self.ask_id, exc_info=True)
+            return False
         # None: the connection's items were deleted ($disconnect), nobody is listening.
-        return self.state.answer_state(self.ask_id) != "streaming"
+        return state != "streaming"
 
 
 @dataclass
@@ -293,6 +300,11 @@ def route_message(
         error = GatewayError(
             "busy", "An answer is still streaming on this connection; cancel it or wait."
         )
+        connection.send(error_message(ask_id, error, request_id))
+        return
+    except (ClientError, BotoCoreError):
+        log.exception("the chat state of %s could not be read", ask_id)
+        error = GatewayError("internal_error", "The gateway could not start this answer.")
         connection.send(error_message(ask_id, error, request_id))
         return
     document, turns, outcome = None, None, None
