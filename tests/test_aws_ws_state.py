@@ -227,9 +227,10 @@ def test_a_failed_cancel_check_does_not_break_the_answer(chat):
     assert messages[-1]["stop_reason"] == "end_turn"
 
 
-def test_an_ask_whose_state_cannot_be_read_gets_an_error_and_no_internals(chat):
+@pytest.mark.parametrize("message", [ASK, {"type": "cancel", "id": "q1"}], ids=["ask", "cancel"])
+def test_a_message_whose_state_cannot_be_written_gets_an_error_and_no_internals(chat, message):
     failing(chat.dynamodb, "UpdateItem")
-    chat.invoke(ws_event("ask", ASK))
+    chat.invoke(ws_event(message["type"], message))
     [error] = pushed()
     assert error["id"] == "q1" and error["problem"]["code"] == "internal_error"
     assert "Throttling" not in json.dumps(error) and "dynamodb" not in json.dumps(error).lower()

@@ -135,12 +135,10 @@ class CancelWatch:
         every_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.state, self.ask_id, self.every_seconds, self.clock = (
-            state,
-            ask_id,
-            every_seconds,
-            clock,
-        )
+        self.state = state
+        self.ask_id = ask_id
+        self.every_seconds = every_seconds
+        self.clock = clock
         self.checked_at = clock()
         self.reads = 0
 
@@ -291,19 +289,18 @@ def route_message(
         connection.send({"type": "pong"})
         return
     ask_id = message["id"]
-    if route == "cancel":
-        # The streaming invocation sees the mark and sends the `end`; this one says nothing
-        # more, as the local chat's cancel.
-        if not state.cancel(ask_id):
-            error = GatewayError(
-                "invalid_request",
-                f"No answer with id {ask_id} is streaming; it may have just ended.",
-            )
-            connection.send(error_message(ask_id, error, request_id))
-        return
-    # route == "ask"
     try:
-        conversation = state.begin(ask_id)
+        if route == "cancel":
+            # The streaming invocation sees the mark and sends the `end`; this one says
+            # nothing more, as the local chat's cancel.
+            if not state.cancel(ask_id):
+                error = GatewayError(
+                    "invalid_request",
+                    f"No answer with id {ask_id} is streaming; it may have just ended.",
+                )
+                connection.send(error_message(ask_id, error, request_id))
+            return
+        conversation = state.begin(ask_id)  # route == "ask"
     except Busy:
         error = GatewayError(
             "busy", "An answer is still streaming on this connection; cancel it or wait."
@@ -311,11 +308,12 @@ def route_message(
         connection.send(error_message(ask_id, error, request_id))
         return
     except (ClientError, BotoCoreError):
-        log.exception("the chat state of %s could not be read", ask_id)
-        error = GatewayError("internal_error", "The gateway could not start this answer.")
+        # DynamoDB failed (throttled, unreachable): ours to log, the client's to retry.
+        log.exception("the chat state for %s %s could not be written", route, ask_id)
+        error = GatewayError("internal_error", f"The gateway could not handle this {route}.")
         connection.send(error_message(ask_id, error, request_id))
         return
-    document, turns, outcome = None, None, None
+    document, turns = None, None
     try:
         request, document, truncated = ask_request(message, conversation, settings)
         budget = ANSWER_BUDGET_SECONDS
