@@ -397,3 +397,12 @@ def test_apply_without_a_model_id_says_which_setting_is_missing(aws, impl, monke
     monkeypatch.delenv("GATEWAY_BEDROCK_MODEL_ID")
     with pytest.raises(ValueError, match="GATEWAY_BEDROCK_MODEL_ID"):
         impl.load("aws.deploy").apply(aws, impl.settings.Settings(), REGION)
+
+
+def test_the_plan_names_the_table_and_the_roles_permissions(impl):
+    deploy, chat_state = impl.load("aws.deploy"), impl.load("aws.chat_state")
+    settings = impl.settings.Settings(bedrock_model_id="amazon.nova-lite-v1:0")
+    text = "\n".join(deploy.plan(settings, REGION))
+    assert f"DynamoDB table {chat_state.TABLE_NAME}" in text and "on demand" in text
+    assert "TTL on expires_at" in text
+    assert "execute-api:ManageConnections" in text and "amazon.nova-lite-v1:0" in text
