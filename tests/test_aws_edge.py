@@ -266,7 +266,7 @@ def test_apply_declares_the_websocket_routes_and_their_throttling(applied, deplo
 def test_destroy_removes_what_apply_created(applied, deploy):
     session, _, _ = applied
     deleted = deploy.destroy(session, REGION)
-    assert len(deleted) == 4
+    assert len(deleted) == 6  # usage plan, API key, the two APIs, the chat table, the role
     apigw, v2 = session.client("apigateway"), session.client("apigatewayv2")
     assert apigw.get_rest_apis()["items"] == []
     assert apigw.get_usage_plans()["items"] == []
@@ -320,10 +320,16 @@ def ws(aws, impl):
         "apigatewaymanagementapi", endpoint_url=handler_module.management_endpoint(event)
     )
     bedrock = aws.client("bedrock-runtime")
+    dynamodb = aws.client("dynamodb")
+    impl.load("aws.chat_state").create_table(dynamodb, {})
 
     def invoke(event, *payloads):
         calls = fake.install(bedrock, *payloads) if payloads else None
-        clients = {"apigatewaymanagementapi": management, "bedrock-runtime": bedrock}
+        clients = {
+            "apigatewaymanagementapi": management,
+            "bedrock-runtime": bedrock,
+            "dynamodb": dynamodb,
+        }
         result = handler_module.handler(event, None, clients=clients)
         return result, calls
 
@@ -340,6 +346,7 @@ def test_an_ask_may_send_its_document_inline(ws):
     result, calls = invoke(ws_event("ask", {**inline, "document": document}), fake.answer(["ok"]))
     assert result == {"statusCode": 200} and pushed()[-1]["type"] == "end"
     assert document in json.dumps(calls[0]), "the inline document reaches the model"
+    invoke(ws_event("$disconnect"))  # a new conversation next: it has no document yet
     invoke(ws_event("ask", inline))  # neither: refused before the model
     refused = pushed()[-1]
     assert refused["type"] == "error" and refused["problem"]["code"] == "invalid_request"
@@ -437,6 +444,7 @@ class GoneAfter:
 
 def test_a_client_that_left_stops_the_answer_and_closes_the_bedrock_stream(aws, impl):
     handler_module, fake = impl.load("aws.ws_handler"), impl.load("aws.fake_bedrock")
+    impl.load("aws.chat_state").create_table(aws.client("dynamodb"), {})
     bedrock = aws.client("bedrock-runtime")
     calls = fake.install(bedrock, fake.answer([f"t{i} " for i in range(40)]))
     management = GoneAfter(3)

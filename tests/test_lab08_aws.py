@@ -148,6 +148,8 @@ def test_other_post_errors_are_not_mistaken_for_a_client_that_left(impl):
 @lab08_task[2]
 def test_an_answer_stops_and_closes_bedrock_when_the_client_leaves(impl, bedrock):
     handler_module, fake = impl.load("aws.ws_handler"), impl.load("aws.fake_bedrock")
+    # The handler keeps the conversation in DynamoDB (aws/chat_state.py, given).
+    impl.load("aws.chat_state").create_table(boto3.client("dynamodb"), {})
     calls = fake.install(bedrock, fake.answer([f"w{i} " for i in range(30)]))
     management, posted = gone_client(after=4)
     event = {

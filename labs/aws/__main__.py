@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     session = boto3.session.Session(region_name=region)
     if args.action == "apply":
-        print(json.dumps(deploy.apply(session, settings, region, args.lambda_arn), indent=2))
+        try:
+            created = deploy.apply(session, settings, region, args.lambda_arn)
+        except ValueError as error:  # a setting `apply` needs is missing
+            parser.error(str(error))
+        print(json.dumps(created, indent=2))
     else:
         print("\n".join(deploy.destroy(session, region)) or "nothing to delete")
     return 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import binascii
 import json
 import struct
+import threading
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
@@ -103,19 +104,55 @@ def answer(
     return b"".join(frames)
 
 
+def frame_ends(payload: bytes) -> list[int]:
+    """Where each event-stream message of `payload` ends (its prelude says how long it is)."""
+    ends, at = [], 0
+    while at < len(payload):
+        at += struct.unpack("!I", payload[at : at + 4])[0]
+        ends.append(at)
+    return ends
+
+
+class Pause:
+    """Holds a stream after its first `after_deltas` deltas until `release()`, as a slow model
+    would: the moment a test acts while an answer is in flight. The thread reading the stream
+    blocks; `reached` is set when it does."""
+
+    def __init__(self, after_deltas: int, timeout: float = 10.0) -> None:
+        self.after_frames = after_deltas + 1  # messageStart comes first
+        self.timeout = timeout
+        self.reached = threading.Event()
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def hold(self) -> None:
+        self.reached.set()
+        self.released.wait(self.timeout)  # bounded: a test that never releases fails, not hangs
+
+
 class RawStream:
     """The HTTP body as botocore reads it: `stream()`, `read()`, `close()`."""
 
-    def __init__(self, payload: bytes, chunk: int = 17) -> None:
+    def __init__(self, payload: bytes, chunk: int = 17, pause: Pause | None = None) -> None:
         self.payload = payload
         self.chunk = chunk  # odd-sized reads: frames split across reads, as on a network
+        self.pause = pause
         self.closed = False
 
     def stream(self, amt: int | None = None, decode_content: bool | None = None):
-        for start in range(0, len(self.payload), self.chunk):
-            if self.closed:
-                return
-            yield self.payload[start : start + self.chunk]
+        pieces = [self.payload]
+        if self.pause is not None:
+            at = frame_ends(self.payload)[self.pause.after_frames - 1]
+            pieces = [self.payload[:at], self.payload[at:]]
+        for number, piece in enumerate(pieces):
+            if number:
+                self.pause.hold()
+            for start in range(0, len(piece), self.chunk):
+                if self.closed:
+                    return
+                yield piece[start : start + self.chunk]
 
     def read(self, amt: int | None = None) -> bytes:
         return self.payload
@@ -133,9 +170,11 @@ class CallLog(list):
         self.streams: list[RawStream] = []
 
 
-def install(client, *payloads: bytes, operation: str = "ConverseStream") -> CallLog:
+def install(
+    client, *payloads: bytes, operation: str = "ConverseStream", pause: Pause | None = None
+) -> CallLog:
     """Answer the client's calls of `operation` with `payloads`, one per call (the last one
-    again when they run out)."""
+    again when they run out); with `pause`, the first call's stream holds there."""
     from botocore.awsrequest import AWSResponse
     from botocore.parsers import create_parser
 
@@ -145,7 +184,9 @@ def install(client, *payloads: bytes, operation: str = "ConverseStream") -> Call
         sent = json.loads(params.get("body") or b"{}")
         sent["modelId"] = unquote(params["url_path"].split("/")[2])
         calls.append(sent)
-        raw = RawStream(payloads[min(len(calls), len(payloads)) - 1])
+        raw = RawStream(
+            payloads[min(len(calls), len(payloads)) - 1], pause=pause if len(calls) == 1 else None
+        )
         calls.streams.append(raw)
         headers = {"content-type": "application/vnd.amazon.eventstream"}
         http = AWSResponse("https://bedrock.invalid", 200, headers, raw)

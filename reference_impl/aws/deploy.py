@@ -7,7 +7,9 @@ source of truth (docs/aws-mapping.md):
   key, gateway responses shaped like our problem object, and the streaming route's Lambda
   integration in response transfer mode `STREAM` [apigw-rest-streaming];
 - a WebSocket API routing on `$request.body.type` with `$connect` (REQUEST authorizer),
-  `$disconnect`, `$default`, `ask`, `cancel`, `ping`, and route throttling on its stage.
+  `$disconnect`, `$default`, `ask`, `cancel`, `ping`, and route throttling on its stage;
+- the chat's DynamoDB table (`chat_state.py`: on demand, TTL on `expires_at`) and the role the
+  WebSocket Lambda runs as, allowed exactly what it does and no more (`function_policy`).
 Everything is named `NAME` (WebSocket: `NAME-ws`) and tagged, which is how `destroy` finds it.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from ..errors import CATALOGUE, PROBLEM_MEDIA_TYPE, problem
 from ..settings import Settings
+from . import chat_state
 from .openapi30 import for_api_gateway, lambda_invoke_uri, lambda_streaming_uri
 
 NAME = "realtime-genai-gateway"
@@ -28,6 +31,25 @@ TAGS = {"project": "realtime-genai-api-labs"}
 FUNCTION_NAME = "realtime-genai-gateway"
 STREAM_PATH = "/v1/ask/stream"
 WS_ROUTES = ("$connect", "$disconnect", "$default", "ask", "cancel", "ping")
+ROLE_NAME = f"{NAME}-function"
+# What the chat's state needs of its table, and nothing else (no Scan, no table administration).
+TABLE_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+]
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 # Gateway responses: API Gateway's own refusals, reshaped into our problem object so a client
 # sees one error format from the edge and from the gateway [apigw-gateway-responses].
@@ -120,12 +142,55 @@ def plan(settings: Settings, region: str, lambda_arn: str | None = None) -> list
         f"WebSocket API {WS_NAME}: route selection $request.body.type, "
         f"routes {', '.join(WS_ROUTES)} ($connect with a REQUEST authorizer)",
         f"  stage {STAGE}: default route throttling {lim['ws_route_throttle']}",
+        f"DynamoDB table {chat_state.TABLE_NAME}: key connection_id + item, on demand, "
+        f"TTL on {chat_state.TTL_ATTRIBUTE}",
+        f"IAM role {ROLE_NAME} (for the Lambda): {', '.join(TABLE_ACTIONS)} on the table; "
+        f"execute-api:ManageConnections on {WS_NAME}/{STAGE}/POST/@connections/*; "
+        "bedrock:InvokeModelWithResponseStream on "
+        f"{settings.bedrock_model_id or '<GATEWAY_BEDROCK_MODEL_ID>'}; its own log group",
     ]
 
 
-def account_lambda_arn(session, region: str) -> str:
-    account = session.client("sts", region_name=region).get_caller_identity()["Account"]
-    return f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
+def function_policy(
+    region: str, account: str, table_arn: str, websocket_api_id: str, settings: Settings
+) -> dict[str, Any]:
+    """The WebSocket Lambda's permissions, each on the one resource it uses.
+
+    @connections is authorized with `execute-api:ManageConnections` on
+    `.../{api-id}/{stage}/POST/@connections` [apigw-ws-iam]; ConverseStream needs
+    `bedrock:InvokeModelWithResponseStream` on the model [bedrock-stream-iam]. A
+    cross-Region inference profile id would also need the profile's ARN.
+    """
+    model_arn = f"arn:aws:bedrock:{settings.bedrock_region}::foundation-model/"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ChatState", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": table_arn},
+            {
+                "Sid": "PostToConnections",
+                "Effect": "Allow",
+                "Action": "execute-api:ManageConnections",
+                "Resource": (
+                    f"arn:aws:execute-api:{region}:{account}:{websocket_api_id}/{STAGE}"
+                    "/POST/@connections/*"
+                ),
+            },
+            {
+                "Sid": "StreamTheModel",
+                "Effect": "Allow",
+                "Action": "bedrock:InvokeModelWithResponseStream",
+                "Resource": model_arn + settings.bedrock_model_id,
+            },
+            {
+                "Sid": "OwnLogs",  # what every Lambda needs to write its log
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": (
+                    f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{FUNCTION_NAME}:*"
+                ),
+            },
+        ],
+    }
 
 
 def resource_id(apigw, api_id: str, path: str) -> str:
@@ -236,12 +301,37 @@ def apply_websocket(v2, settings: Settings, region: str, lambda_arn: str) -> dic
     return {"websocket_api_id": api_id}
 
 
+def apply_function_role(
+    iam, region: str, account: str, table_arn: str, websocket_api_id: str, settings: Settings
+) -> str:
+    """The role the WebSocket Lambda runs as, with `function_policy`; returns its ARN."""
+    role_arn = iam.create_role(
+        RoleName=ROLE_NAME,
+        AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+        Description="The Realtime GenAI gateway's WebSocket Lambda",
+        Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()],
+    )["Role"]["Arn"]
+    policy = function_policy(region, account, table_arn, websocket_api_id, settings)
+    iam.put_role_policy(RoleName=ROLE_NAME, PolicyName=ROLE_NAME, PolicyDocument=json.dumps(policy))
+    return role_arn
+
+
 def apply(session, settings: Settings, region: str, lambda_arn: str | None = None) -> dict:
-    """Create the REST and WebSocket APIs; returns every id created."""
-    arn = lambda_arn or account_lambda_arn(session, region)
+    """Create the REST and WebSocket APIs, the chat's table and the Lambda's role; returns
+    every id created."""
+    if not settings.bedrock_model_id:
+        raise ValueError("set GATEWAY_BEDROCK_MODEL_ID: the Lambda's role names its model")
+    account = session.client("sts", region_name=region).get_caller_identity()["Account"]
+    arn = lambda_arn or f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
     created = apply_rest(session.client("apigateway", region_name=region), settings, region, arn)
     v2 = session.client("apigatewayv2", region_name=region)
     created.update(apply_websocket(v2, settings, region, arn))
+    dynamodb = session.client("dynamodb", region_name=region)
+    created["table_arn"] = chat_state.create_table(dynamodb, TAGS)
+    iam = session.client("iam")
+    created["role_arn"] = apply_function_role(
+        iam, region, account, created["table_arn"], created["websocket_api_id"], settings
+    )
     return created
 
 
@@ -268,4 +358,15 @@ def destroy(session, region: str) -> list[str]:
         if api["Name"] == WS_NAME:
             v2.delete_api(ApiId=api["ApiId"])
             deleted.append(f"WebSocket API {api['ApiId']}")
+    dynamodb = session.client("dynamodb", region_name=region)
+    if chat_state.TABLE_NAME in dynamodb.list_tables()["TableNames"]:
+        dynamodb.delete_table(TableName=chat_state.TABLE_NAME)
+        deleted.append(f"DynamoDB table {chat_state.TABLE_NAME}")
+    iam = session.client("iam")
+    try:
+        iam.delete_role_policy(RoleName=ROLE_NAME, PolicyName=ROLE_NAME)
+        iam.delete_role(RoleName=ROLE_NAME)
+        deleted.append(f"IAM role {ROLE_NAME}")
+    except iam.exceptions.NoSuchEntityException:
+        pass
     return deleted
