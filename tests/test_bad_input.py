@@ -1,0 +1,94 @@
+"""Every kind of bad input gets its documented answer, and the gateway stays healthy after it.
+
+The kinds, how each is sent and what it gets are one table, `bad_input.CATALOGUE`, which also
+writes `docs/reliability.md`. For each kind, against a real gateway on a loopback port:
+- the answer is the documented one: an RFC 9457 problem with its status and code on HTTP, an
+  `error` message with its code and the documented close code (or none) on WebSocket;
+- nothing in any answer is a traceback, a file path or an internal name;
+- the server logged no traceback (a client's mistake is not the gateway's failure);
+- afterwards a normal stream is answered to its `end`, and no stream, connection or slot is
+  left counted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from bad_input import CATALOGUE, Context, Kind
+from reliability_doc import PAGE, render
+from support import QUESTION
+
+pytestmark = pytest.mark.timeout(60)
+
+# What must never reach a client: a traceback, a source path, the package's own names.
+LEAKS = ("Traceback", 'File "', ".py", "/work/", "site-packages", "reference_impl", "Error:")
+
+
+class Tracebacks(logging.Handler):
+    """Every log record that carries a traceback, from the gateway and from uvicorn (whose
+    loggers do not propagate to the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.exc_text:
+            self.records.append(record)
+
+
+@pytest.fixture
+def tracebacks():
+    handler = Tracebacks()
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("uvicorn"),
+        logging.getLogger("uvicorn.error"),
+    ]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.records
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def assert_healthy(gateway) -> None:
+    result = gateway.client().stream({**QUESTION, "max_tokens": 3})
+    assert result.names == ["start", "delta", "delta", "delta", "end"], result.names
+    for gauge in ("gateway_streams_active", "gateway_ws_connections_active"):
+        gateway.wait_for_metric(gauge, 0)
+    # The gauges as a scraper reads them, too.
+    exposition = gateway.client().get("/metrics").text
+    assert "gateway_streams_active 0.0" in exposition
+
+
+@pytest.mark.parametrize("kind", CATALOGUE, ids=[f"{k.channel}: {k.name}" for k in CATALOGUE])
+def test_bad_input_gets_its_documented_answer_and_the_gateway_stays_healthy(
+    start_gateway, tracebacks, kind: Kind
+):
+    gateway = start_gateway(**kind.settings)
+    outcome = kind.send(Context(gateway, start_gateway))
+    got = (outcome.status, outcome.code, outcome.close)
+    wanted = (kind.expected.status, kind.expected.code, kind.expected.close)
+    assert outcome.matches(kind.expected), f"{kind.name}: got {got}, wanted {wanted} {outcome.note}"
+    if kind.channel == "WebSocket" and kind.expected.code not in (None, "busy"):
+        # Refused before any answer started: the error is the first thing said.
+        assert "start" not in outcome.types, outcome.types
+    for text in outcome.texts:
+        for leak in LEAKS:
+            assert leak not in text, f"{kind.name}: the answer holds {leak!r}: {text[:300]}"
+    assert_healthy(gateway)
+    assert not tracebacks, [record.getMessage() for record in tracebacks]
+
+
+def test_the_catalogue_has_at_least_thirty_kinds_each_named_once():
+    names = [(kind.channel, kind.name) for kind in CATALOGUE]
+    assert len(names) >= 30 and len(set(names)) == len(names)
+
+
+def test_docs_reliability_md_is_the_catalogue():
+    on_disk = PAGE.read_text(encoding="utf-8")
+    assert on_disk == render(), (
+        "docs/reliability.md is stale: run `python tests/reliability_doc.py`"
+    )
