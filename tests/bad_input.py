@@ -30,7 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 # Deadlines for what should come back at once; generous, so a slow machine never fails.
 WAIT = 10.0
 # A trickle or a stall is given this long to be answered (the tests set a 0.5 s read timeout).
-SLOW_CLIENT_WAIT = 5.0
+SLOW_CLIENT_WAIT = 3.0
 DOCUMENT = QUESTION["document_id"]
 ASK = {"type": "ask", "id": "q1", "question": QUESTION["question"], "document_id": DOCUMENT}
 
@@ -656,7 +656,6 @@ CATALOGUE: list[Kind] = [
         "`?api_key=<a valid key>` and no header (never echoed)",
         Expected(401, "unauthorized"),
         post(f"/v1/ask?api_key={API_KEY}", body=QUESTION, headers={"Authorization": None}),
-        owner=SECURITY,
     ),
     Kind(
         "64 KB Authorization header",
@@ -680,8 +679,8 @@ CATALOGUE: list[Kind] = [
     Kind(
         "unknown method",
         "HTTP",
-        "raw socket: `BREW /v1/ask` (not a method the HTTP parser knows)",
-        Expected(405, "method_not_allowed"),
+        "raw socket: `BREW /v1/ask` (the HTTP parser refuses the method)",
+        Expected(400, "invalid_request"),
         raw(raw_request(b"BREW /v1/ask HTTP/1.1\r\nContent-Length: 0\r\n")),
         owner=HARDENING,
     ),
