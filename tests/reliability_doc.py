@@ -32,7 +32,8 @@ connection stays open unless a close code is given.
 
 This page is generated from the table in `tests/bad_input.py`, which also drives
 `tests/test_bad_input.py` (one test per row); run `python tests/reliability_doc.py` after
-changing it. A row marked with a change is made to pass by that change of the gateway.
+changing it. A row that ends with (server hardening) or (security) is answered so once the
+gateway's change of that name is in.
 """
 
 
