@@ -597,6 +597,13 @@ CATALOGUE: list[Kind] = [
         streamed({**QUESTION, "question": "\u200fHow long can a\u202e connection stay idle?"}),
     ),
     Kind(
+        "emoji as an escaped surrogate pair",
+        "HTTP",
+        "a question with `\\ud83d\\ude00` (a pair is one character, not a lone surrogate)",
+        Expected(200),
+        streamed({**QUESTION, "question": "How long can a connection stay idle? \U0001f600"}),
+    ),
+    Kind(
         "unknown field",
         "HTTP",
         "an ask with `temperature: 0.2`",

@@ -12,6 +12,8 @@ writes `docs/reliability.md`. For each kind, against a real gateway on a loopbac
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bad_input import CATALOGUE, Context, Kind
 from reliability_doc import PAGE, render
@@ -83,3 +85,31 @@ def test_docs_reliability_md_is_the_catalogue():
     assert on_disk == render(), (
         "docs/reliability.md is stale: run `python tests/reliability_doc.py`"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("[" * 32 + "]" * 32, None),
+        ("[" * 33 + "]" * 33, "nested more than 32 levels deep"),
+        ('{"a": ' * 32 + "1" + "}" * 32, None),
+        ('{"a": ' * 33 + "1" + "}" * 33, "nested more than 32 levels deep"),
+        ('{"a": 1, "a": 1}', "repeats a key"),
+        ('{"a": {"b": 1, "b": 2}}', "repeats a key"),
+        ("[NaN]", "NaN"),
+        ("[-Infinity]", "-Infinity"),
+        ('["a\\u0000b"]', "NUL"),
+        ('{"a\\u0000": 1}', "NUL"),
+        ('["\\udfff"]', "lone surrogate"),
+        ('["\\ud83d\\ude00 \\u202e \\u0007"]', None),
+        ("[1, 2", "not valid JSON"),
+    ],
+)
+def test_the_json_rule_both_edges_share(impl, text, refused):
+    loads = impl.load("json_input").loads
+    if refused is None:
+        assert loads(text) == json.loads(text)
+        assert loads(text.encode()) == json.loads(text)
+    else:
+        with pytest.raises(ValueError, match=refused):
+            loads(text)
