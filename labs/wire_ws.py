@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import json_input
 from .contract.asyncapi_validate import client_message_error, load_asyncapi
 from .errors import GatewayError, problem, problem_from
 from .guard import Delta, Finished, end_data

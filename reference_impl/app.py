@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from . import demo_page, edge
+from . import client_faults_log, demo_page, edge
 from .chat import ChatHub
 from .contract.schemas import CONTRACT_PATH, load_contract
 from .documents import builtin
@@ -248,4 +248,5 @@ def create_app(
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+    client_faults_log.install()  # a client's bad frame is not a traceback in the log
     return app

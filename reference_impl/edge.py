@@ -9,13 +9,13 @@ and the model never runs.
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import json_input
 from .contract import schemas
 from .documents import builtin
 from .errors import GatewayError, problem, problem_response
@@ -202,9 +202,9 @@ async def read_ask(request: Request) -> AskRequest:
         raise GatewayError("unsupported_media_type", "Send the body as application/json.")
     body = await request.body()
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError("invalid_request", "The body is not valid JSON.") from None
+        data = json_input.loads(body)
+    except json_input.RefusedJson as refused:
+        raise GatewayError("invalid_request", f"The body {refused}.") from None
     return checked_ask(data, "body")
 
 

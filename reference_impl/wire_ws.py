@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import json_input
 from .contract.asyncapi_validate import client_message_error, load_asyncapi
 from .errors import GatewayError, problem, problem_from
 from .guard import Delta, Finished, end_data
@@ -56,9 +57,9 @@ def route(frame: dict[str, Any]) -> Routed:
     if text is None:
         raise Unroutable("Send JSON text frames; binary frames are not part of the API.")
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise Unroutable("The message is not valid JSON.") from None
+        message = json_input.loads(text)
+    except json_input.RefusedJson as refused:  # not JSON, too deep, a key twice, a NUL ...
+        raise Unroutable(f"The message {refused}.") from None
     problem_text = client_message_error(message)
     if problem_text is not None:
         raise Unroutable(f"{problem_text}; see /v1/chat in asyncapi.yaml.", readable_id(message))
