@@ -417,6 +417,19 @@ def test_the_default_route_answers_invalid_request(ws, body):
     assert message["problem"]["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 10_000 + "]" * 10_000, '{"type": "ask", "type": "cancel", "id": "a1"}'],
+    ids=["nested-10000-deep", "duplicate-key"],
+)
+def test_json_the_local_edge_refuses_is_refused_by_the_lambda_too(ws, body):
+    invoke, _, _ = ws
+    invoke(ws_event("ask", body))
+    [message] = pushed()
+    validate_server_message(message)
+    assert message["problem"]["code"] == "invalid_request"
+
+
 def test_connect_and_disconnect_post_nothing(ws):
     invoke, _, _ = ws
     assert invoke(ws_event("$connect"))[0] == {"statusCode": 200}
