@@ -131,7 +131,7 @@ async def stream_answer(
             return stopped_because
         async for item in session.items:
             if not connection.send(answer_message(ask_id, item)):
-                return stopped_because  # the close below stops the Bedrock stream
+                return stopped_because  # the close below stops reading the Bedrock stream
         return session.ending(stopped_because)
     except GatewayError as error:
         connection.send(error_message(ask_id, error, session.request_id))
