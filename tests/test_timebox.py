@@ -143,3 +143,26 @@ def test_the_recorded_execution_times_say_when_where_and_how_to_measure_again():
     assert all(seconds > 0 for seconds in data["seconds"].values())
     text = (ROOT / "docs" / "workshop.md").read_text(encoding="utf-8")
     assert "python -m course.timebox" in text and "not a timed" in text
+
+
+@pytest.mark.timeout(180)
+def test_measure_runs_a_notebook_in_a_kernel_and_records_its_cells_time(tmp_path, monkeypatch):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# 97 · Timed\nTime box: 5 minutes."),
+        nbformat.v4.new_code_cell("import time\n\ntime.sleep(0.4)  # the work being timed"),
+        nbformat.v4.new_code_cell("import os\n\nassert os.environ['LAB_IMPL'] == 'reference'"),
+    ]
+    path = tmp_path / "97_timed.ipynb"
+    nbformat.write(notebook, path)
+    record = tmp_path / "execution.json"
+    record.write_text(json.dumps({"seconds": {"96_other.ipynb": 12.0}}))
+    monkeypatch.setattr(timebox, "EXECUTION", record)
+
+    data = timebox.measure([path])
+    assert 0.4 <= data["seconds"]["97_timed.ipynb"] < 60, "the cells' time"
+    assert data["seconds"]["96_other.ipynb"] == 12.0, "the other notebooks' records are kept"
+    assert json.loads(record.read_text()) == data
+    assert data["command"] == "python -m course.timebox --measure" and "CPU" in data["machine"]
