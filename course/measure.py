@@ -6,6 +6,7 @@ Every helper talks to the gateway over real HTTP on loopback, with a real SSE cl
 - `time_to_first_token` / `time_full_response`: what a waiting user feels, streamed or not;
 - `percentiles`: p50/p90/p99 of a few timings;
 - `read_stream`: one answer as raw SSE text and parsed events (or the problem before it);
+- `read_stream_timed`: the same, with the time each line arrived (`: ping` comments included);
 - `runaway_cost`: tokens and dollars a model that ignores max_tokens costs, per stream;
 - `disconnect_mid_stream`: does generation stop when the reader leaves?
 - `hold_streams`: admit several streams at once and see which limits refuse them;
@@ -232,6 +233,70 @@ def read_stream(
     return StreamRead(200, response.headers, text, events, None, seconds)
 
 
+@dataclass(frozen=True)
+class TimedStream:
+    """One streaming request read line by line, each line stamped with when it arrived."""
+
+    read: StreamRead  # the same answer, parsed as `read_stream` parses it
+    lines: tuple[tuple[float, str], ...]  # (seconds from sending, line): blank lines included
+
+    @property
+    def token_times_s(self) -> tuple[float, ...]:
+        """When each `delta` event was complete (its closing blank line arrived)."""
+        return self._dispatched("delta")
+
+    @property
+    def ping_times_s(self) -> tuple[float, ...]:
+        """When each `: ping` comment arrived: traffic for proxies, no event for the client."""
+        return tuple(at for at, line in self.lines if line.startswith(":") and "ping" in line)
+
+    def _dispatched(self, name: str) -> tuple[float, ...]:
+        times, event, has_data = [], "message", False
+        for at, line in self.lines:
+            if not line:  # a blank line dispatches the event, if it had data
+                if has_data and event == name:
+                    times.append(at)
+                event, has_data = "message", False
+            elif line.startswith("event:"):
+                event = line[len("event:") :].strip()
+            elif line.startswith("data"):
+                has_data = True
+        return tuple(times)
+
+
+def read_stream_timed(
+    base_url: str, key: str | None, body: Any, path: str = "/v1/ask/stream"
+) -> TimedStream:
+    """POST a streaming request and stamp every SSE line with when it reached the client.
+
+    A parsed SSE client drops comments, so the `: ping` keep-alives are only visible here, at
+    the line level. Each line is stamped when its line break arrives.
+    """
+    lines: list[tuple[float, str]] = []
+    with httpx.Client(timeout=60, headers=_headers(key)) as client:
+        started = time.perf_counter()
+        with client.stream("POST", f"{base_url}{path}", json=body) as response:
+            if response.status_code == 200:
+                for line in response.iter_lines():
+                    lines.append((time.perf_counter() - started, line))
+            else:
+                response.read()
+        seconds = time.perf_counter() - started
+    if response.status_code != 200:
+        text = response.text
+        read = StreamRead(
+            response.status_code, response.headers, text, [], _problem(response), seconds
+        )
+        return TimedStream(read, ())
+    raw = "".join(f"{line}\n" for _, line in lines)
+    replay = httpx.Response(200, headers=response.headers, content=raw.encode("utf-8"))
+    events = [
+        {"event": e.event, "data": e.data, "id": e.id or None}
+        for e in httpx_sse.EventSource(replay).iter_sse()
+    ]
+    return TimedStream(StreamRead(200, response.headers, raw, events, None, seconds), tuple(lines))
+
+
 # --- what a runaway costs -----------------------------------------------------------------------
 
 
@@ -245,6 +310,7 @@ class RunawayCost:
     tokens_delivered: int  # delta events the client received
     tokens_generated: int  # what the model produced (the cost meter)
     dollars: float  # input + output at the gateway's prices
+    token_times_s: tuple[float, ...] = ()  # when each token arrived, seconds from sending
 
 
 def runaway_cost(
@@ -257,7 +323,8 @@ def runaway_cost(
     """
     generated, dollars = metric(base_url, GENERATED, model=model), metric(base_url, COST)
     ended = metric(base_url, STREAMS_ENDED)
-    result = read_stream(base_url, key, {**body, "max_tokens": max_tokens})
+    timed = read_stream_timed(base_url, key, {**body, "max_tokens": max_tokens})
+    result = timed.read
     if result.status != 200:
         problem = result.problem or {}
         raise ValueError(f"the stream was refused: {result.status} {problem.get('code')}")
@@ -270,6 +337,7 @@ def runaway_cost(
         tokens_delivered=result.names.count("delta"),
         tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
         dollars=metric(base_url, COST) - dollars,
+        token_times_s=timed.token_times_s,
     )
 
 

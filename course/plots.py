@@ -180,16 +180,34 @@ def runaway(
     figure = _figure(11, 4.2)
     tokens_ax, dollars_ax = _axes(figure, 1, 2, sharex=True)
     for ax, scale, unit in (
-        (tokens_ax, 1.0, "tokens generated"),
+        (tokens_ax, 1.0, "tokens received"),
         (dollars_ax, dollars_per_token, "dollars"),
     ):
-        for times, colour, label in (
-            (uncapped_s, VERMILION, "no token cap"),
-            (capped_s, GREEN, "max_tokens capped at the edge"),
+        # The two climb at the same speed until the cap: the capped curve is drawn wide and
+        # pale underneath so that the uncapped one on top does not hide it.
+        for times, colour, width, alpha, label in (
+            (capped_s, GREEN, 5.5, 0.55, "max_tokens capped at the edge"),
+            (uncapped_s, VERMILION, 2.0, 1.0, "no token cap"),
         ):
             x, y = _cumulative(times)
             ax.step(
-                x, [v * scale for v in y], where="post", color=colour, linewidth=2.2, label=label
+                x,
+                [v * scale for v in y],
+                where="post",
+                color=colour,
+                linewidth=width,
+                alpha=alpha,
+                label=label,
+            )
+        if capped_s:  # the capped stream is over: flat from its last token to the chart's end
+            chart_end = max(capped_s[-1], *uncapped_s[-1:], max_stream_seconds)
+            ax.plot(
+                [capped_s[-1], chart_end],
+                [len(capped_s) * scale] * 2,
+                color=GREEN,
+                linestyle=(0, (1, 1.5)),
+                linewidth=2,
+                label=f"capped stream ended: {len(capped_s):,} tokens, nothing after",
             )
         ax.axvline(
             max_stream_seconds,
@@ -210,14 +228,14 @@ def runaway(
         rate = len(uncapped_s) / uncapped_s[-1]
         tokens = rate * default_max_stream_seconds
         dollars_ax.text(
-            0.98,
-            0.04,
+            0.03,
+            0.96,
             f"default max_stream_seconds: {default_max_stream_seconds:g} s (off this chart).\n"
             f"Projected at the measured {rate:.0f} tokens/s, no cap would reach\n"
             f"{tokens:,.0f} tokens, ${tokens * dollars_per_token:.4f}, per stream.",
             transform=dollars_ax.transAxes,
-            ha="right",
-            va="bottom",
+            ha="left",
+            va="top",
             fontsize=8.5,
             bbox={"boxstyle": "round", "facecolor": CARD, "edgecolor": BLUE},
         )
@@ -312,8 +330,14 @@ def stream_guard(
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel("seconds since the request was sent")
     axes[-1].set_xlim(left=0)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    # One legend for all rows, from every row: a row may lack an entry (no tokens: no idle span).
+    legend: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    figure.legend(
+        list(legend.values()), list(legend), loc="outside lower center", ncols=3, fontsize=8
+    )
     figure.suptitle(title, fontweight="bold")
     return figure
 

@@ -223,7 +223,11 @@ class StreamReader:
             yield event
 
     def close(self) -> None:
-        """Close the HTTP response: Bedrock stops generating, and stops billing tokens."""
+        """Close the HTTP response: nothing more is read or sent from it.
+
+        AWS does not document that this stops Bedrock generating or billing (reports say the
+        whole answer is billed, docs/sources.md [bedrock-cancel-billing]): the cost cap is
+        `inferenceConfig.maxTokens`, set from the request's `max_tokens`."""
         self.done = True
         self.stream.close()
 

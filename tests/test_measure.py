@@ -99,6 +99,24 @@ def test_metric_reads_the_served_meters_and_waiting_has_a_deadline(start_gateway
         measure.wait_for_metric(gateway.url, "gateway_streams_active", lambda v: v > 0, 0.05)
 
 
+def test_read_stream_timed_stamps_every_line_and_sees_the_pings_a_parser_drops(start_gateway):
+    # 5 tokens at 10 a second (about 0.5 s) with a ping every 0.05 s: pings fall between tokens.
+    gateway = start_gateway(fake_tokens_per_second=10, ping_seconds=0.05)
+    timed = measure.read_stream_timed(gateway.url, API_KEY, {**QUESTION, "max_tokens": 5})
+    assert timed.read.status == 200
+    assert timed.read.names == ["start", *["delta"] * 5, "end"]
+    stamps = [at for at, _ in timed.lines]
+    assert stamps == sorted(stamps) and 0 < stamps[0] and stamps[-1] <= timed.read.seconds
+    tokens, pings = timed.token_times_s, timed.ping_times_s
+    assert len(tokens) == 5 and all(a < b for a, b in zip(tokens, tokens[1:], strict=False))
+    assert ": ping" in timed.read.raw and "ping" not in timed.read.names
+    assert any(tokens[0] < ping < tokens[-1] for ping in pings), "pings flow between tokens"
+    assert len(pings) == timed.read.raw.count(": ping")
+    refused = measure.read_stream_timed(gateway.url, "wrong-key", QUESTION)
+    assert refused.read.status == 401 and refused.read.problem["code"] == "unauthorized"
+    assert refused.lines == () and refused.token_times_s == refused.ping_times_s == ()
+
+
 # --- what a runaway costs ----------------------------------------------------------------------
 
 
@@ -108,6 +126,10 @@ def test_an_edge_capped_runaway_generates_at_most_max_tokens_plus_two(start_gate
         capped = measure.runaway_cost(gateway.url, API_KEY, QUESTION, max_tokens=20)
         assert capped.ending == "max_tokens" and capped.tokens_delivered == 20
         assert 20 <= capped.tokens_generated <= 22
+        arrivals = capped.token_times_s
+        assert len(arrivals) == capped.tokens_delivered, "one arrival time per token received"
+        assert all(a < b for a, b in zip(arrivals, arrivals[1:], strict=False))
+        assert 0 < arrivals[0] and arrivals[-1] <= capped.seconds
     s = gateway.settings
     document = impl.documents.builtin()[QUESTION["document_id"]].text
     prompt = impl.model.ModelRequest(QUESTION["question"], document, 20).prompt_tokens

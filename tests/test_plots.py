@@ -77,6 +77,10 @@ def test_runaway_plots_tokens_and_dollars_and_marks_the_limits():
     assert list(line(tokens_ax, "no token cap").get_ydata())[-1] == 60
     assert list(line(tokens_ax, "max_tokens capped at the edge").get_xdata())[1:] == capped
     assert line(dollars_ax, "no token cap").get_ydata()[-1] == pytest.approx(60 * 0.015 / 1000)
+    # The capped stream stays flat after its last token, to the end of the chart.
+    ended = line(tokens_ax, "capped stream ended: 10 tokens, nothing after")
+    assert list(ended.get_xdata()) == pytest.approx([1.0, 3.0])
+    assert list(ended.get_ydata()) == [10, 10]
     text = plots.text_in(figure)
     assert "max_stream_seconds in this run: 3 s" in text
     assert "default max_stream_seconds: 120 s" in text
@@ -86,12 +90,12 @@ def test_runaway_plots_tokens_and_dollars_and_marks_the_limits():
 
 
 def test_stream_guard_draws_one_timeline_per_model_with_its_ticks_and_deadlines():
-    runs = {
+    runs = {  # the first row has no token, so no idle span: the legend still names it
+        "silent": plots.GuardTimeline([], [], 0.8, "model_timeout"),
         "stall": plots.GuardTimeline([0.2, 0.25], [0.5, 1.0], 1.25, "idle_timeout"),
         "runaway": plots.GuardTimeline(
             [0.1 * i for i in range(1, 20)], [0.5, 1.0, 1.5], 2.0, "stream_timeout"
         ),
-        "silent": plots.GuardTimeline([], [0.5], 0.8, "model_timeout"),
     }
     figure = plots.stream_guard(
         runs, first_token_timeout_s=0.8, idle_timeout_s=1.0, max_stream_seconds=2.0
@@ -102,6 +106,8 @@ def test_stream_guard_draws_one_timeline_per_model_with_its_ticks_and_deadlines(
         tokens, pings = ax.collections[:2]
         assert sorted(tokens.get_positions()) == pytest.approx(sorted(run.tokens_s))
         assert sorted(pings.get_positions()) == pytest.approx(sorted(run.pings_s))
+    (legend,) = figure.legends
+    assert "idle_timeout: 1 s after the last token" in [t.get_text() for t in legend.get_texts()]
     text = plots.text_in(figure)
     for words in (
         "stall",

@@ -217,7 +217,7 @@ async def stream_answer(
                     return outcome(end.stop_reason)
                 text.append(item.text)
             if not connection.send(answer_message(ask_id, item)):
-                return outcome(stopped_because)  # the close below stops the Bedrock stream
+                return outcome(stopped_because)  # the close below stops reading the Bedrock stream
         return outcome(session.ending(stopped_because))
     except GatewayError as error:
         connection.send(error_message(ask_id, error, session.request_id))
