@@ -125,7 +125,7 @@ class RedisServer(Started):
         if self.executable is None:
             raise FileNotFoundError(REDIS_MISSING)
         self.port: int | None = None
-        self.folder = tempfile.mkdtemp(prefix="course-redis-")
+        self.folder: str | None = None
 
     @property
     def url(self) -> str:
@@ -135,6 +135,7 @@ class RedisServer(Started):
         self.register()
         for _ in range(attempts):
             port = free_port()
+            self.folder = tempfile.mkdtemp(prefix="course-redis-")
             self.process = subprocess.Popen(
                 # No snapshot, no append-only file: limits are worth nothing after a restart.
                 [self.executable, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
@@ -152,7 +153,14 @@ class RedisServer(Started):
                 time.sleep(0.02)
             self.stop()
             self.register()
+        self.stop()
         raise RuntimeError(f"redis-server did not start in {attempts} attempts")
+
+    def stop(self) -> None:
+        super().stop()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 # --- the gateway as N worker processes ----------------------------------------------------------

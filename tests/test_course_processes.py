@@ -8,6 +8,7 @@ Real processes on OS-chosen ports; `python -m course.serve --workers 2` is the c
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,8 +50,11 @@ def test_a_redis_started_again_under_its_name_replaces_the_first_and_stop_all_st
     assert not first.alive, "the first server is stopped when its cell runs again"
     assert second.alive and processes.ping(second.port)
     assert second.url == f"redis://127.0.0.1:{second.port}/0"
+    folder = Path(second.folder)
+    assert folder.is_dir()
     assert processes.stop_all() == ["nb-redis"]
     assert not second.alive and not processes.ping(second.port)
+    assert not folder.exists(), "its working folder is removed"
 
 
 def test_workers_started_again_replace_the_first_gateway_and_stop_all_stops_every_worker(
