@@ -138,8 +138,7 @@ def throughput(workers: int, requests: int, concurrency: int) -> float:
         workers, WORKER_SETTINGS, name=f"bench-workers-{workers}"
     ).start()
     try:
-        port = int(gateway.url.rsplit(":", 1)[1])
-        return asyncio.run(answers_per_second(port, requests, concurrency))
+        return asyncio.run(answers_per_second(gateway.port, requests, concurrency))
     finally:
         gateway.stop()
 

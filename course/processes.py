@@ -177,7 +177,7 @@ class WorkerGateway(Started):
         self.changed = threading.Condition()
 
     def start(self, timeout: float = 120.0) -> WorkerGateway:
-        """Start, then wait until every worker has said its app is up."""
+        """Start, then wait until every worker has said its app is up and the port listens."""
         self.register()
         environment = {**os.environ, **self.settings}
         self.process = subprocess.Popen(
@@ -191,7 +191,9 @@ class WorkerGateway(Started):
             preexec_fn=die_with_parent,
         )
         threading.Thread(target=self.collect, args=(self.process,), daemon=True).start()
-        # Each worker logs this once its app is up; it listens on the shared socket right after.
+        deadline = time.monotonic() + timeout
+        # Each worker logs this once its app is up, and starts listening on the shared socket
+        # just after: connections are refused until the first one does.
         self.wait_for(
             lambda: (
                 sum("Application startup complete" in line for line in self.lines) >= self.workers
@@ -199,7 +201,19 @@ class WorkerGateway(Started):
             f"{self.workers} workers started",
             timeout,
         )
+        self.wait_for(self.listening, "listening", max(deadline - time.monotonic(), 1.0))
         return self
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def collect(self, process: subprocess.Popen) -> None:
         for line in process.stdout:
