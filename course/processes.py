@@ -137,7 +137,7 @@ class RedisServer(Started):
             port = free_port()
             self.folder = tempfile.mkdtemp(prefix="course-redis-")
             self.process = subprocess.Popen(
-                # No snapshot, no append-only file: limits are worth nothing after a restart.
+                # No snapshot, no append-only file: nothing on disk, nothing to outlive the run.
                 [self.executable, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
                 + ["--appendonly", "no", "--dir", self.folder, "--protected-mode", "yes"],
                 stdout=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ one Redis instead, and they enforce one limit together:
 
 The gateway talks to either through `AdmissionControl`, which is async because Redis is across
 the network: `build_admission(settings)` picks the one the settings ask for, and the error
-codes, messages and waits are the same in both.
+codes, messages and waits are the same in both (each refusal is worded once, in limits.py).
 """
 
 from __future__ import annotations
