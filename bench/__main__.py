@@ -10,7 +10,16 @@ import json
 import sys
 import time
 
-from bench import fig_cancel, fig_concurrency, fig_cost, fig_idle, fig_limits, machine, report
+from bench import (
+    fig_cancel,
+    fig_concurrency,
+    fig_cost,
+    fig_idle,
+    fig_limits,
+    fig_workers,
+    machine,
+    report,
+)
 from bench.process import ROOT, pin_clients
 
 
@@ -21,6 +30,7 @@ def measure_all() -> dict:
         "idle": fig_idle.measure,
         "cancel": fig_cancel.measure,
         "limits": fig_limits.measure,
+        "workers": fig_workers.measure,
     }
     results = {}
     for name, step in steps.items():

@@ -21,10 +21,17 @@ def pin_clients() -> None:
 
 
 @contextlib.contextmanager
-def server(kind: str, timeout: float = 30.0) -> Iterator[tuple[int, int]]:
-    """Run `python -m bench.servers KIND`; yield (port, pid) once it accepts connections."""
+def server(
+    kind: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Run `python -m bench.servers KIND` (with `env` added to its environment); yield
+    (port, pid) once it accepts connections."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.servers", kind], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-m", "bench.servers", kind],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env} if env else None,
     )
     try:
         line = process.stdout.readline()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NOT_AVAILABLE = "n/a (not available in this build)"
-
 
 @dataclass(frozen=True)
 class Row:
@@ -124,10 +122,36 @@ def limit_rows(limits: dict) -> list[Row]:
     ]
 
 
-def unavailable_rows() -> list[Row]:
-    return [
-        Row("Several workers: throughput against one worker", NOT_AVAILABLE, "-"),
-        Row("Shared limits on Redis: cost per request and per token", NOT_AVAILABLE, "-"),
+def workers_rows(workers: dict) -> list[Row]:
+    redis, several = workers["redis"], workers["workers"]
+    if redis["available"]:
+        ms, us = redis["request_ms"], redis["us_per_token"]
+        shared = [
+            Row(
+                "Limits shared in Redis: one short request (rate check, admission, release), "
+                "Redis / in memory",
+                f"{redis['request_ratio']:.2f}x ({ms['redis']:.3f} / {ms['memory']:.3f} ms)",
+            ),
+            Row(
+                "Limits shared in Redis: per-token cost of a long stream, Redis / in memory",
+                f"{redis['token_ratio']:.2f}x ({us['redis']:.1f} / {us['memory']:.1f} µs)",
+            ),
+        ]
+    else:
+        shared = [
+            Row(
+                "Limits shared in Redis: cost per request and per token",
+                f"n/a ({redis['reason']})",
+                "-",
+            )
+        ]
+    return shared + [
+        Row(
+            f"{several['workers']} workers against one: short streamed answers per second",
+            f"{several['ratio']:.2f}x ({several['several_per_second']:.0f} / "
+            f"{several['one_per_second']:.0f} per second; {several['cores']} cores, "
+            f"{several['concurrency']} clients at once)",
+        )
     ]
 
 
@@ -138,7 +162,7 @@ def rows(results: dict) -> list[Row]:
         + idle_rows(results["idle"])
         + cancel_rows(results["cancel"])
         + limit_rows(results["limits"])
-        + unavailable_rows()
+        + workers_rows(results["workers"])
     )
 
 
@@ -176,7 +200,8 @@ def markdown(table: list[Row], machine: dict, seconds: float) -> str:
         "numbers from a shared or busy machine are noisy, and ratios measured in the same run are",
         "more telling than absolute times. The concurrency figures need the server's one core for",
         "500 streams at once; a second worker would need a core of its own, which this machine",
-        "does not have beside the clients. Each figure's meaning and the reason for its target",
+        "does not have beside the clients: the workers row measures what several workers give",
+        "here, without a target. Each figure's meaning and the reason for its target",
         "are in the docstring of its module in `bench/` (`fig_*.py`). In the concurrency rows,",
         "'waited for a CPU' is the time the server and the client were ready to run while",
         "another process held their CPU (schedstat): far above zero, the gaps are not the",

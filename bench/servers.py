@@ -9,6 +9,7 @@ Baselines, the floor each gateway figure is compared with:
 - ws-bare: a bare WebSocket endpoint that answers one message with pre-encoded tokens.
 The gateway:
 - gateway-instant: every limit on, a model that costs nothing (what is left is the gateway);
+- gateway-instant-redis: the same, its limits shared in the Redis at BENCH_REDIS_URL;
 - gateway-stream: the fake model at 100 tokens/s that never stops by itself (the edge cuts it);
 - gateway-emit / gateway-stall: the fake model at 100 tokens/s, or silent after three tokens,
   wrapped to record when each of its streams was closed (GET /bench/model-stops);
@@ -132,6 +133,8 @@ def gateway_settings(kind: str):
         options = {"max_stream_seconds": LIMIT_STREAM_SECONDS}
     if kind == "gateway-cut-idle":
         options = {"idle_timeout_seconds": LIMIT_IDLE_SECONDS}
+    if kind == "gateway-instant-redis":
+        options = {"redis_url": os.environ["BENCH_REDIS_URL"]}
     return Settings(
         api_keys=(API_KEY,),
         max_tokens_cap=1_000_000,
@@ -156,7 +159,7 @@ def gateway_app(kind: str):
     from reference_impl.model import FakeModel
 
     settings = gateway_settings(kind)
-    if kind == "gateway-instant":
+    if kind in ("gateway-instant", "gateway-instant-redis"):
         return create_app(settings, model=InstantModel())
     model = TimedModel(FakeModel(settings))
     app = create_app(settings, model=model)
@@ -176,6 +179,7 @@ KINDS = {
         kind: (lambda kind=kind: gateway_app(kind))
         for kind in (
             "gateway-instant",
+            "gateway-instant-redis",
             "gateway-stream",
             "gateway-emit",
             "gateway-stall",

@@ -10,6 +10,7 @@ Every helper talks to the gateway over real HTTP on loopback, with a real SSE cl
 - `runaway_cost`: tokens and dollars a model that ignores max_tokens costs, per stream;
 - `disconnect_mid_stream`: does generation stop when the reader leaves?
 - `hold_streams`: admit several streams at once and see which limits refuse them;
+- `burst`: many requests in a row, each on a new connection, against a rate limit;
 - `retry_storm`: many clients against a rate limit, retrying at once or honouring Retry-After.
 
 Waiting for the gateway is done on a condition with a deadline (a meter reaching a value),
@@ -429,6 +430,40 @@ def hold_streams(base_url: str, key: str, body: dict[str, Any], count: int) -> l
     if admitted:
         _wait_until_settled(base_url, ended, admitted)
     return answers
+
+
+# --- a burst, each request on a new connection -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Burst:
+    """How a burst fared: each request's status, and when its answer came (seconds)."""
+
+    statuses: list[int]
+    answered_s: list[float]
+
+    @property
+    def accepted(self) -> int:
+        return sum(status == 200 for status in self.statuses)
+
+    @property
+    def refused(self) -> int:
+        return sum(status == 429 for status in self.statuses)
+
+
+def burst(base_url: str, key: str, sent: int, path: str = "/v1/documents") -> Burst:
+    """Send `sent` requests one after another, each on a new connection, so that a gateway of
+    several workers hands them out among its workers as the kernel decides. Anything but 200
+    or 429 is an error: the burst measures the rate limit, nothing else."""
+    statuses, answered = [], []
+    started = time.perf_counter()
+    for _ in range(sent):
+        response = httpx.get(f"{base_url}{path}", headers=_headers(key), timeout=30)
+        if response.status_code not in (200, 429):
+            raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
+        statuses.append(response.status_code)
+        answered.append(time.perf_counter() - started)
+    return Burst(statuses, answered)
 
 
 # --- retries: a storm, or patience --------------------------------------------------------------

@@ -464,6 +464,57 @@ def cancel(
     return figure
 
 
+# --- limits across workers -------------------------------------------------------------------
+
+
+def limits_across_workers(
+    runs: Mapping[str, tuple[int, int]],
+    *,
+    limit: int,
+    workers: int,
+    title: str = "One key's burst against a gateway of several workers",
+) -> Figure:
+    """One bar per run (label -> (accepted, refused)): the requests let through, against the
+    key's limit and against what `workers` separate copies of that limit let through together;
+    the refused ones (429) are counted on the bar, so a long burst does not flatten the chart."""
+    figure = _figure(8, 4.2)
+    ax = _axes(figure)
+    labels = list(runs)
+    accepted = [runs[label][0] for label in labels]
+    positions = list(range(len(labels)))
+    ax.bar(positions, accepted, width=0.5, color=GREEN, label="let through (200)")
+    for x, label in zip(positions, labels, strict=True):
+        let_through, refused = runs[label]
+        ax.annotate(
+            f"{let_through} let through\n{refused} refused (429)",
+            (x, let_through),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontweight="bold",
+            color=INK,
+        )
+    ax.axhline(
+        limit, color=BLUE, linestyle="--", linewidth=2, label=f"the key's limit: {limit} requests"
+    )
+    ax.axhline(
+        limit * workers,
+        color=VERMILION,
+        linestyle=":",
+        linewidth=2,
+        label=f"{workers} workers x {limit}: the most {workers} separate limits let through",
+    )
+    ax.set_xticks(positions, labels)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel("requests let through")
+    ax.set_ylim(0, max([limit * workers, *accepted]) * 1.6)
+    ax.set_title(title, fontweight="bold")
+    ax.grid(axis="x", visible=False)
+    ax.legend(loc="upper right", fontsize=8)
+    return figure
+
+
 # --- pictures: boxes and arrows -----------------------------------------------------------------
 
 

@@ -21,6 +21,51 @@ from .settings import Settings
 Clock = Callable[[], float]
 
 
+# --- the refusals, worded once: this worker's limits and shared_limits.py (Redis) raise these --
+
+
+def rate_limited(settings: Settings, wait: float) -> GatewayError:
+    return GatewayError(
+        "rate_limited",
+        f"More than {settings.rate_limit_rps:g} requests per second "
+        f"(burst {settings.rate_limit_burst}) for this API key.",
+        retry_after_seconds=wait,
+    )
+
+
+def too_many_streams(active: int) -> GatewayError:
+    return GatewayError(
+        "rate_limited",
+        f"This API key already has {active} streams open, the most it may have.",
+        retry_after_seconds=1.0,
+    )
+
+
+def overloaded() -> GatewayError:
+    return GatewayError(
+        "overloaded",
+        "The gateway is serving as many streams as it can; try again shortly.",
+        retry_after_seconds=1.0,
+    )
+
+
+def over_budget_ever(tokens: int, per_minute: int, window: float) -> GatewayError:
+    return GatewayError(
+        "quota_exceeded",
+        f"This request needs up to {tokens} tokens, more than the budget of "
+        f"{per_minute} tokens per minute; lower max_tokens or shorten the prompt.",
+        retry_after_seconds=window,
+    )
+
+
+def over_budget_now(per_minute: int, used: int, wait: float) -> GatewayError:
+    return GatewayError(
+        "quota_exceeded",
+        f"Token budget of {per_minute} per minute is in use ({used} reserved).",
+        retry_after_seconds=max(wait, 0.001),
+    )
+
+
 class TokenBucket:
     """The token bucket API Gateway throttles with: `rate` tokens a second, at most `burst`."""
 
@@ -121,28 +166,15 @@ class Admission:
             self.buckets[key] = bucket
         wait = bucket.try_take()
         if wait > 0:
-            raise GatewayError(
-                "rate_limited",
-                f"More than {self.settings.rate_limit_rps:g} requests per second "
-                f"(burst {self.settings.rate_limit_burst}) for this API key.",
-                retry_after_seconds=wait,
-            )
+            raise rate_limited(self.settings, wait)
 
     def admit(self, key: str, prompt_tokens: int, max_tokens: int) -> Hold:
         """Take a stream slot and reserve prompt + max_tokens; release the hold when done."""
         active = self.active.get(key, 0)
         if active >= self.settings.max_concurrent_streams:
-            raise GatewayError(
-                "rate_limited",
-                f"This API key already has {active} streams open, the most it may have.",
-                retry_after_seconds=1.0,
-            )
+            raise too_many_streams(active)
         if self.total_active >= self.settings.max_total_streams:
-            raise GatewayError(
-                "overloaded",
-                "The gateway is serving as many streams as it can; try again shortly.",
-                retry_after_seconds=1.0,
-            )
+            raise overloaded()
         budget = self.budgets.get(key)
         if budget is None:
             budget = TokenBudget(self.settings.tokens_per_minute, self.clock)

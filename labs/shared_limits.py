@@ -19,7 +19,7 @@ one Redis instead, and they enforce one limit together:
 
 The gateway talks to either through `AdmissionControl`, which is async because Redis is across
 the network: `build_admission(settings)` picks the one the settings ask for, and the error
-codes, messages and waits are the same in both.
+codes, messages and waits are the same in both (each refusal is worded once, in limits.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import GatewayError
-from .limits import Admission
+from .limits import (
+    Admission,
+    over_budget_ever,
+    over_budget_now,
+    overloaded,
+    rate_limited,
+    too_many_streams,
+)
 from .settings import Settings
 from .tickets import IssuedTicket, TicketBook
 
@@ -85,49 +92,7 @@ class AdmissionControl(Protocol):
         """Close connections (the limits themselves are kept)."""
 
 
-# --- the refusals, worded once for both implementations --------------------------------------
-
-
-def rate_limited(settings: Settings, wait: float) -> GatewayError:
-    return GatewayError(
-        "rate_limited",
-        f"More than {settings.rate_limit_rps:g} requests per second "
-        f"(burst {settings.rate_limit_burst}) for this API key.",
-        retry_after_seconds=wait,
-    )
-
-
-def too_many_streams(active: int) -> GatewayError:
-    return GatewayError(
-        "rate_limited",
-        f"This API key already has {active} streams open, the most it may have.",
-        retry_after_seconds=1.0,
-    )
-
-
-def overloaded() -> GatewayError:
-    return GatewayError(
-        "overloaded",
-        "The gateway is serving as many streams as it can; try again shortly.",
-        retry_after_seconds=1.0,
-    )
-
-
-def over_budget_ever(tokens: int, per_minute: int, window: float) -> GatewayError:
-    return GatewayError(
-        "quota_exceeded",
-        f"This request needs up to {tokens} tokens, more than the budget of "
-        f"{per_minute} tokens per minute; lower max_tokens or shorten the prompt.",
-        retry_after_seconds=window,
-    )
-
-
-def over_budget_now(per_minute: int, used: int, wait: float) -> GatewayError:
-    return GatewayError(
-        "quota_exceeded",
-        f"Token budget of {per_minute} per minute is in use ({used} reserved).",
-        retry_after_seconds=max(wait, 0.001),
-    )
+# --- what only a shared store can refuse ---------------------------------------------------
 
 
 def limits_unavailable() -> GatewayError:

@@ -24,6 +24,7 @@ NOTEBOOKS = {
     "04": "limits at the edge: request size, max tokens",
     "05": "stream guard: first-token, idle and total timeouts, disconnect",
     "06": "structured errors, rate limits, retries",
+    "06b": "limits across workers: per worker or shared in Redis",
     "07": "WebSocket chat: interrupt, cancel, follow-ups",
     "08": "the AWS path: API Gateway, Lambda, Bedrock",
     "09": "review: exam mode and cheat sheet",

@@ -18,6 +18,51 @@ from .settings import Settings
 Clock = Callable[[], float]
 
 
+# --- the refusals, worded once: this worker's limits and shared_limits.py (Redis) raise these --
+
+
+def rate_limited(settings: Settings, wait: float) -> GatewayError:
+    return GatewayError(
+        "rate_limited",
+        f"More than {settings.rate_limit_rps:g} requests per second "
+        f"(burst {settings.rate_limit_burst}) for this API key.",
+        retry_after_seconds=wait,
+    )
+
+
+def too_many_streams(active: int) -> GatewayError:
+    return GatewayError(
+        "rate_limited",
+        f"This API key already has {active} streams open, the most it may have.",
+        retry_after_seconds=1.0,
+    )
+
+
+def overloaded() -> GatewayError:
+    return GatewayError(
+        "overloaded",
+        "The gateway is serving as many streams as it can; try again shortly.",
+        retry_after_seconds=1.0,
+    )
+
+
+def over_budget_ever(tokens: int, per_minute: int, window: float) -> GatewayError:
+    return GatewayError(
+        "quota_exceeded",
+        f"This request needs up to {tokens} tokens, more than the budget of "
+        f"{per_minute} tokens per minute; lower max_tokens or shorten the prompt.",
+        retry_after_seconds=window,
+    )
+
+
+def over_budget_now(per_minute: int, used: int, wait: float) -> GatewayError:
+    return GatewayError(
+        "quota_exceeded",
+        f"Token budget of {per_minute} per minute is in use ({used} reserved).",
+        retry_after_seconds=max(wait, 0.001),
+    )
+
+
 class TokenBucket:
     """The token bucket API Gateway throttles with: `rate` tokens a second, at most `burst`."""
 
@@ -73,12 +118,7 @@ class TokenBudget:
     def reserve(self, tokens: int) -> Reservation:
         # BEGIN SOLUTION lab06: reserve prompt + max_tokens, or refuse with the time to wait
         if tokens > self.per_minute:
-            raise GatewayError(
-                "quota_exceeded",
-                f"This request needs up to {tokens} tokens, more than the budget of "
-                f"{self.per_minute} tokens per minute; lower max_tokens or shorten the prompt.",
-                retry_after_seconds=self.window,
-            )
+            raise over_budget_ever(tokens, self.per_minute, self.window)
         used = self.in_use()
         if used + tokens > self.per_minute:
             # Wait until enough of the oldest reservations leave the window.
@@ -88,11 +128,7 @@ class TokenBudget:
                 if freed >= needed:
                     wait = entry.at + self.window - self.clock()
                     break
-            raise GatewayError(
-                "quota_exceeded",
-                f"Token budget of {self.per_minute} per minute is in use ({used} reserved).",
-                retry_after_seconds=max(wait, 0.001),
-            )
+            raise over_budget_now(self.per_minute, used, wait)
         reservation = Reservation(tokens, self.clock())
         self.entries.append(reservation)
         return reservation
@@ -145,28 +181,15 @@ class Admission:
             self.buckets[key] = bucket
         wait = bucket.try_take()
         if wait > 0:
-            raise GatewayError(
-                "rate_limited",
-                f"More than {self.settings.rate_limit_rps:g} requests per second "
-                f"(burst {self.settings.rate_limit_burst}) for this API key.",
-                retry_after_seconds=wait,
-            )
+            raise rate_limited(self.settings, wait)
 
     def admit(self, key: str, prompt_tokens: int, max_tokens: int) -> Hold:
         """Take a stream slot and reserve prompt + max_tokens; release the hold when done."""
         active = self.active.get(key, 0)
         if active >= self.settings.max_concurrent_streams:
-            raise GatewayError(
-                "rate_limited",
-                f"This API key already has {active} streams open, the most it may have.",
-                retry_after_seconds=1.0,
-            )
+            raise too_many_streams(active)
         if self.total_active >= self.settings.max_total_streams:
-            raise GatewayError(
-                "overloaded",
-                "The gateway is serving as many streams as it can; try again shortly.",
-                retry_after_seconds=1.0,
-            )
+            raise overloaded()
         budget = self.budgets.get(key)
         if budget is None:
             budget = TokenBudget(self.settings.tokens_per_minute, self.clock)

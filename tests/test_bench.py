@@ -6,16 +6,20 @@ what it says and reports it honestly.
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Appended, not first: `labs` must keep resolving to whichever copy the run grades.
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from bench import fig_cancel, report, wire  # noqa: E402
+from bench import fig_cancel, fig_workers, report, wire  # noqa: E402
+from course import processes  # noqa: E402
 
 
 def results(**changes) -> dict:
@@ -52,6 +56,24 @@ def results(**changes) -> dict:
             f"{k}_{m}": dict(cancel) for k in ("sse", "ws") for m in ("emitting", "stalled")
         },
         "limits": {"stream": dict(limit), "idle": dict(limit, setting_s=0.5)},
+        "workers": {
+            "redis": {
+                "available": True,
+                "request_ms": {"memory": 0.5, "redis": 0.75},
+                "us_per_token": {"memory": 14.0, "redis": 14.7},
+                "request_ratio": 1.5,
+                "token_ratio": 1.05,
+            },
+            "workers": {
+                "workers": 2,
+                "cores": 2,
+                "requests": 1500,
+                "concurrency": 32,
+                "one_per_second": 400.0,
+                "several_per_second": 520.0,
+                "ratio": 1.3,
+            },
+        },
     }
     for path, value in changes.items():
         *parents, leaf = path.split("__")
@@ -99,10 +121,19 @@ def test_a_lost_token_or_a_model_never_stopped_is_a_miss_whatever_the_times():
     assert len(report.missed(table)) == 2
 
 
-def test_what_this_build_cannot_do_is_shown_as_not_available_not_left_out():
+def test_the_redis_and_workers_rows_give_each_ratio_with_the_numbers_behind_it():
     text = report.markdown(report.rows(results()), MACHINE, 1.0)
-    assert text.count(report.NOT_AVAILABLE) == 2
-    assert "Several workers" in text and "Redis" in text
+    assert "one short request (rate check, admission, release), Redis / in memory | 1.50x" in text
+    assert "(0.750 / 0.500 ms)" in text
+    assert "per-token cost of a long stream, Redis / in memory | 1.05x (14.7 / 14.0 µs)" in text
+    assert "2 workers against one: short streamed answers per second | 1.30x (520 / 400" in text
+
+
+def test_without_redis_server_the_redis_row_says_why_instead_of_being_left_out():
+    missing = {"available": False, "reason": "redis-server is not on PATH"}
+    text = report.markdown(report.rows(results(workers__redis=missing)), MACHINE, 1.0)
+    assert "Limits shared in Redis: cost per request and per token | n/a (redis-server" in text
+    assert "2 workers against one" in text
 
 
 def test_the_machine_and_versions_head_the_document():
@@ -134,3 +165,33 @@ def test_the_cancel_figure_sees_the_model_stop_for_every_client_that_left(monkey
         measured = fig_cancel.latency(kind, stalled=True)
         assert measured["samples"] == 3
         assert measured["not_stopped"] == 0
+
+
+def needs_redis() -> None:
+    from redis_server import MISSING, REDIS_SERVER
+
+    if REDIS_SERVER is None and not os.environ.get("CI"):
+        pytest.skip(MISSING)
+
+
+@pytest.mark.timeout(240)
+def test_the_redis_figure_compares_the_gateway_on_redis_with_in_memory_on_real_servers():
+    needs_redis()
+    measured = fig_workers.redis_cost(samples=3, rounds=1)
+    assert measured["available"]
+    for mode in ("memory", "redis"):
+        assert measured["request_ms"][mode] > 0 and measured["us_per_token"][mode] > 0
+    assert measured["request_ratio"] == pytest.approx(
+        measured["request_ms"]["redis"] / measured["request_ms"]["memory"]
+    )
+    assert processes.Started.running == {}, "the bench's redis-server is stopped"
+
+
+@pytest.mark.timeout(240)
+def test_the_workers_figure_gets_every_answer_from_one_worker_and_from_two():
+    measured = fig_workers.several_workers(workers=2, requests=12, concurrency=3)
+    assert measured["one_per_second"] > 0 and measured["several_per_second"] > 0
+    assert measured["ratio"] == pytest.approx(
+        measured["several_per_second"] / measured["one_per_second"]
+    )
+    assert processes.Started.running == {}, "both gateways are stopped"

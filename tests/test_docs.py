@@ -37,6 +37,25 @@ def test_readme_course_map_gives_every_lab_its_row_with_its_skills_and_time_box(
         assert time_box == f"{lab.minutes} min", row
 
 
+def test_every_notebook_has_its_course_map_row_and_agenda_block_with_its_own_time_box():
+    import json
+    import re
+
+    rows = course_map_rows()
+    agenda = (ROOT / "docs" / "workshop.md").read_text(encoding="utf-8")
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb")):
+        number = path.name.split("_")[0]
+        first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+        minutes = re.search(r"Time box: (\d+) minutes", first)[1]
+        row = next((r for key, r in rows.items() if f"(notebooks/{path.name})" in key), None)
+        assert row is not None, f"the README's course map has no row for {path.name}"
+        assert row[0].startswith(f"[{number} · "), row
+        assert row[-1] == f"{minutes} min", f"{path.name}: Time box {minutes} min, README {row[-1]}"
+        assert re.search(rf"^\| \d\d:\d\d \| {number} · ", agenda, re.M), (
+            f"docs/workshop.md's agenda has no block for {number}"
+        )
+
+
 def test_every_source_cited_in_the_docs_is_listed_in_sources_md():
     import re
 

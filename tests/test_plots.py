@@ -199,3 +199,21 @@ def test_a_memory_story_shows_every_role_and_what_it_stands_for(story):
         assert role.picture in text and role.stands_for in text
     assert "Amplify (optional)" in text
     assert_readable_in_both_themes(figure)
+
+
+def test_limits_across_workers_draws_what_got_through_per_run_against_both_limits():
+    runs = {"in memory, 3 workers": (13, 107), "Redis, 3 workers": (5, 115)}
+    figure = plots.limits_across_workers(runs, limit=5, workers=3)
+    save(figure, "limits_across_workers")
+    (ax,) = figure.axes
+    (accepted,) = ax.containers
+    assert [bar.get_height() for bar in accepted] == [13, 5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(runs)
+    assert list(line(ax, "the key's limit: 5 requests").get_ydata()) == [5, 5]
+    most = "3 workers x 5: the most 3 separate limits let through"
+    assert list(line(ax, most).get_ydata()) == [15, 15]
+    text = plots.text_in(figure)
+    assert "13 let through\n107 refused (429)" in text
+    assert "5 let through\n115 refused (429)" in text
+    assert ax.get_title() and ax.get_ylabel()
+    assert_readable_in_both_themes(figure)

@@ -20,6 +20,7 @@ import redis
 from hypothesis import strategies as st
 from support import TEST_SETTINGS
 
+from reference_impl import limits as limits_module
 from reference_impl import shared_limits
 from reference_impl.contract import validate as contract
 from reference_impl.errors import GatewayError, problem_from, problem_response
@@ -487,6 +488,39 @@ def test_without_a_redis_url_admission_is_per_worker_and_says_so(monkeypatch):
     assert Settings().redis_url is None
     shared = shared_limits.build_admission(settings(redis_url="redis://127.0.0.1:1/0"))
     assert shared.scope == "shared"
+
+
+def test_both_implementations_word_every_refusal_with_the_one_builder(monkeypatch):
+    """Each refusal is worded once, in limits.py: a change to a builder changes what this
+    worker's memory and Redis both answer, so the two cannot drift apart."""
+    builders = ("rate_limited", "too_many_streams", "overloaded")
+    builders += ("over_budget_ever", "over_budget_now")
+    for name in builders:
+        assert getattr(shared_limits, name) is getattr(limits_module, name), name
+        monkeypatch.setattr(
+            limits_module, name, lambda *args, name=name: GatewayError("overloaded", name)
+        )
+    memory = limits_module.Admission(
+        settings(
+            rate_limit_burst=1, max_concurrent_streams=1, max_total_streams=1, tokens_per_minute=100
+        ),
+        Clock(),
+    )
+
+    def refused(call) -> str:
+        with pytest.raises(GatewayError) as error:
+            call()
+        return error.value.detail
+
+    memory.check_rate(KEY)
+    assert refused(lambda: memory.check_rate(KEY)) == "rate_limited"
+    assert refused(lambda: memory.admit(KEY, 10, 200)) == "over_budget_ever"
+    first = memory.admit(KEY, 10, 60)
+    assert refused(lambda: memory.admit(KEY, 10, 60)) == "too_many_streams"
+    first.release(70)
+    assert refused(lambda: memory.admit(KEY, 10, 60)) == "over_budget_now"
+    memory.admit(OTHER, 1, 1)
+    assert refused(lambda: memory.admit(KEY, 1, 1)) == "overloaded"
 
 
 # --- both implementations agree on any sequence of requests ------------------------------------

@@ -21,7 +21,7 @@ from quizzes.schema import MIN_QUESTIONS_PER_KIND, normalise_stem
 RULES_FILE = engine.PACKAGE_DIR / "rules.yaml"
 MIN_QUESTIONS = 90
 MAX_LONGEST_IS_CORRECT = 0.5  # share of single-answer questions; chance is about 0.25
-NOTEBOOKS_WITH_A_QUIZ = ["01", "02", "03", "04", "05", "06", "07", "08"]
+NOTEBOOKS_WITH_A_QUIZ = ["01", "02", "03", "04", "05", "06", "06b", "07", "08"]
 
 pytestmark = pytest.mark.skipif(
     not RULES_FILE.exists(), reason="quizzes/rules.yaml is not written yet"
