@@ -19,9 +19,11 @@ client takes. Each is bounded here from the settings:
   over the limit still gets the chat's `error` and 1009, and a larger one is refused with 1009
   by the frame reader before its payload is read.
 
-Each refusal is a problem object from the catalogue, with `Connection: close`; none is a
-traceback in the log. The command line, its workers and BackgroundServer all build their Config
-with `uvicorn_config`, so all of them enforce the same bounds.
+A text message that is not UTF-8 is closed with 1007, as uvicorn does, but logged as a
+warning, not a traceback. Each refusal is a problem object from the catalogue, with
+`Connection: close`; none is a traceback in the log. The command line, its workers and
+BackgroundServer all build their Config with `uvicorn_config`, so all of them enforce the
+same bounds.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .errors import problem
 from .request_id import new_request_id
@@ -61,6 +65,10 @@ def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
     return head + body
 
 
+class HeadRefused(Exception):
+    """Raised in a parser callback once the head is refused and answered."""
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with a deadline and a size limit on every request head and
     a cap on open connections. Nothing here runs per body chunk or per response byte."""
@@ -69,7 +77,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.bounds = bounds
         self.reading_head = True  # between requests, or inside a request line and headers
-        self.head_bytes = 0
+        self.head_bytes = 0  # as read from the socket, while reading a head
+        self.head_size = 0  # as parsed: the request line and headers
         self.head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -95,19 +104,50 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             # Counted before parsing: httptools gathers a header's value whole before handing
             # it on, so this is the only place that sees a large header while it grows.
             self.head_bytes += len(data)
-        super().data_received(data)
+        # uvicorn's own data_received, but a head refused by a callback is not "invalid HTTP".
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if not self.transport.is_closing():  # else refused in a callback, and answered
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
         if self.reading_head and self.head_bytes > self.bounds.max_header_bytes:
-            self.refuse(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-                "headers_too_large",
-                f"The request line and headers may be at most {self.bounds.max_header_bytes} "
-                "bytes.",
-            )
+            self.refuse_large_head()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        super().on_header(name, value)
+
+    def on_message_begin(self) -> None:
+        self.head_size = 0
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self.stop_head_timer()
+        if self.head_size > self.bounds.max_header_bytes:  # a whole head in one read
+            self.refuse_large_head()
+            raise HeadRefused  # stops the parser: this request goes no further
         super().on_headers_complete()
+
+    def refuse_large_head(self) -> None:
+        self.refuse(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            "headers_too_large",
+            f"The request line and headers may be at most {self.bounds.max_header_bytes} bytes.",
+        )
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -157,6 +197,29 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.head_timer = None
 
 
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, but a text message that is not UTF-8 (the client's
+    mistake) is closed with 1007 as uvicorn does, with a warning instead of a traceback."""
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.logger.warning("Invalid UTF-8 in a WebSocket text message; closed with 1007.")
+            self.conn.send_close(1007)
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+
 def uvicorn_options(settings: Settings, on_reject: Callable[[str], None] | None = None) -> dict:
     """The uvicorn.Config options that enforce the settings' server bounds."""
     bounds = ServerBounds(
@@ -168,6 +231,7 @@ def uvicorn_options(settings: Settings, on_reject: Callable[[str], None] | None 
     return {
         "http": functools.partial(BoundedHttpProtocol, bounds=bounds),
         # If uvicorn is told to use h11 instead, it bounds the head with its own limit (400).
+        "ws": WebSocketProtocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "ws_max_size": 2 * settings.ws_max_message_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
