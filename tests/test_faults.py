@@ -1,0 +1,196 @@
+"""Faults: a model that misbehaves, a client that leaves or stops reading, a server told to stop.
+
+After each, the gateway is back to rest: no stream open, no slot or token reservation held,
+and nothing in the server's log but expected lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import httpx_sse
+import pytest
+from server_process import API_KEY, ServerProcess
+from support import QUESTION
+
+from reference_impl.contract import validate as contract
+
+GRACE = 5.0
+STREAMS = 50
+CHATS = 50
+
+
+def at_rest(gateway) -> None:
+    """No stream open, no slot held, the whole token budget free again."""
+    gateway.wait_for_metric("gateway_streams_active", 0, timeout=20)
+    admission = gateway.app.state.gateway.admission.admission  # this worker's memory
+    assert admission.total_active == 0 and not any(admission.active.values())
+    reservations = [r for budget in admission.budgets.values() for r in budget.entries]
+    assert all(r.settled for r in reservations), "a reservation was never settled"
+    assert gateway.metric("gateway_ws_connections_active") == 0
+
+
+@pytest.mark.parametrize(
+    ("behavior", "code"),
+    [("throttled", "model_error"), ("stall", "idle_timeout"), ("fail_midstream", "model_error")],
+)
+def test_a_misbehaving_model_ends_every_stream_with_one_error_and_frees_everything(
+    start_gateway, behavior, code
+):
+    gateway = start_gateway(fake_behavior=behavior, idle_timeout_seconds=0.3)
+    result = gateway.client().stream(QUESTION)
+    if result.response.status_code != 200:  # refused before the first token: a real status
+        assert result.response.json()["code"] in (code, "rate_limited", "overloaded")
+    else:
+        assert result.names[-1] == "error" and result.data(-1)["code"] == code
+        assert result.names.count("error") == 1
+    at_rest(gateway)
+
+
+def test_a_runaway_model_is_cut_and_a_client_that_leaves_stops_the_model(start_gateway):
+    gateway = start_gateway(fake_behavior="runaway", max_stream_seconds=0.5)
+    result = gateway.client().stream(QUESTION)
+    assert result.names[-1] == "error" and result.data(-1)["code"] == "stream_timeout"
+    at_rest(gateway)
+    gateway = start_gateway(
+        fake_behavior="runaway", max_stream_seconds=60, fake_tokens_per_second=500
+    )
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        headers = {"Authorization": "Bearer test-key"}
+        with http.stream("POST", "/v1/ask/stream", json=QUESTION, headers=headers) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: delta"):
+                    break  # and leave
+    at_rest(gateway)
+    generated = gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa")
+    time.sleep(0.3)  # the meter must not move once the client has gone: the model stopped
+    assert gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa") == generated
+    assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 1
+
+
+def test_an_sse_client_that_stops_reading_is_dropped_and_everything_freed(start_gateway):
+    gateway = start_gateway(
+        fake_behavior="runaway",
+        fake_tokens_per_second=50_000,
+        max_tokens_cap=10_000_000,
+        send_timeout_seconds=0.3,
+        max_stream_seconds=60,
+        tokens_per_minute=10**9,
+    )
+    host, port = gateway.url.removeprefix("http://").split(":")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((host, int(port)))
+    body = json.dumps({**QUESTION, "max_tokens": 5_000_000})
+    client.sendall(
+        f"POST /v1/ask/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    try:
+        assert client.recv(64).startswith(b"HTTP/1.1 200")
+        at_rest(gateway)
+    finally:
+        client.close()
+    assert gateway.metric("gateway_stream_cancellations_total", reason="send_timeout") == 1
+
+
+# --- SIGTERM: every open stream is told, and the process exits within its grace period --------
+
+
+async def open_sse(url: str, ready: asyncio.Event, opened: list) -> list[dict]:
+    events: list[dict] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with httpx_sse.aconnect_sse(
+            http, "POST", f"{url}/v1/ask/stream", json=QUESTION, headers=headers
+        ) as source:
+            assert source.response.status_code == 200
+            try:
+                async for event in source.aiter_sse():
+                    events.append({"event": event.event, "data": event.data, "id": event.id})
+                    if event.event == "delta" and len(opened) < STREAMS + 1:
+                        opened.append(1)
+                        if len(opened) >= STREAMS:
+                            ready.set()
+            except httpx.RemoteProtocolError:
+                events.append({"event": "cut", "data": "", "id": ""})
+    return events
+
+
+async def open_chat(ws_url: str, ready: asyncio.Event, opened: list) -> tuple[list, int | None]:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    messages: list[dict] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with connect(ws_url, additional_headers=headers, compression=None) as ws:
+        await ws.send(json.dumps({"type": "ask", "id": "q1", **QUESTION}))
+        try:
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                messages.append(message)
+                if (
+                    message["type"] == "delta"
+                    and sum(1 for m in messages if m["type"] == "delta") == 1
+                ):
+                    opened.append(1)
+                    if len(opened) >= CHATS:
+                        ready.set()
+        except ConnectionClosed:
+            pass
+    return messages, ws.close_code
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_ends_every_open_stream_with_shutting_down_and_exits_within_the_grace():
+    server = ServerProcess(
+        fake_behavior="stall",
+        idle_timeout_seconds=60,
+        shutdown_grace_seconds=GRACE,
+        max_concurrent_streams=200,
+        max_total_streams=256,
+        ws_max_connections_per_key=200,
+        rate_limit_rps=1000,
+        rate_limit_burst=1000,
+        ws_messages_per_second=1000,
+        tokens_per_minute=10**9,
+    )
+
+    async def scenario():
+        sse_ready, chat_ready = asyncio.Event(), asyncio.Event()
+        sse_opened, chats_opened = [], []
+        ws_url = server.url.replace("http://", "ws://") + "/v1/chat"
+        streams = [
+            asyncio.create_task(open_sse(server.url, sse_ready, sse_opened)) for _ in range(STREAMS)
+        ]
+        chats = [
+            asyncio.create_task(open_chat(ws_url, chat_ready, chats_opened)) for _ in range(CHATS)
+        ]
+        await asyncio.wait_for(asyncio.gather(sse_ready.wait(), chat_ready.wait()), 60)
+        stopped_at = time.monotonic()
+        server.terminate()
+        stream_results = await asyncio.gather(*streams)
+        chat_results = await asyncio.gather(*chats)
+        return stopped_at, stream_results, chat_results
+
+    try:
+        stopped_at, stream_results, chat_results = asyncio.run(scenario())
+        server.process.wait(timeout=GRACE + 5)
+        exited_within = time.monotonic() - stopped_at
+    finally:
+        log = server.stop()
+    assert exited_within < GRACE + 5
+    for events in stream_results:
+        assert events[-1]["event"] == "error", events[-3:]
+        assert json.loads(events[-1]["data"])["code"] == "shutting_down"
+        assert [e["event"] for e in events].count("error") == 1
+        contract.validate_stream(events)
+    for messages, close_code in chat_results:
+        assert messages[-1]["type"] == "error", messages[-3:]
+        assert messages[-1]["problem"]["code"] == "shutting_down"
+        assert close_code == 1012
+    assert "Traceback" not in log, log
