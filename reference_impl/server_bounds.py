@@ -160,6 +160,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
         super().on_response_complete()
 
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_started:
+            # Still reading a request's body as the server stops: that body is not waited for.
+            # The client is told why; the route reading it sees a client gone, and ends.
+            self.refuse(
+                b"HTTP/1.1 503 Service Unavailable\r\n",
+                "shutting_down",
+                "The gateway is restarting; send the request again.",
+            )
+            return
+        super().shutdown()
+
     def send_400_response(self, msg: str) -> None:
         # Malformed HTTP (a bad chunk size, a broken request line): the catalogue's problem
         # instead of uvicorn's plain text, unless an answer is already under way.

@@ -194,3 +194,42 @@ def test_sigterm_ends_every_open_stream_with_shutting_down_and_exits_within_the_
         assert messages[-1]["problem"]["code"] == "shutting_down"
         assert close_code == 1012
     assert "Traceback" not in log, log
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_finishes_within_the_grace_while_clients_hold_a_body_or_stop_reading():
+    from websockets.sync.client import connect
+
+    grace = 2.0
+    server = ServerProcess(
+        fake_behavior="runaway",
+        fake_tokens_per_second=50_000,
+        max_tokens_cap=10_000_000,
+        max_stream_seconds=60,
+        tokens_per_minute=10**9,
+        shutdown_grace_seconds=grace,
+        request_read_timeout_seconds=60,  # the body's own deadline is not what ends this
+        send_timeout_seconds=60,
+    )
+    half = socket.create_connection(("127.0.0.1", server.port))
+    half.sendall(
+        f"POST /v1/ask HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+    )
+    ws_url = server.url.replace("http://", "ws://") + "/v1/chat"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    # max_queue=1: the client stops reading from its socket once one message waits unread.
+    ws = connect(ws_url, additional_headers=headers, compression=None, max_queue=1).__enter__()
+    try:
+        ws.send(json.dumps({"type": "ask", "id": "q1", **QUESTION, "max_tokens": 5_000_000}))
+        server.wait_for_metric("gateway_streams_active", 1)
+        time.sleep(0.5)  # let the answer fill the socket buffers of a client that never reads
+        stopped_at = time.monotonic()
+        server.terminate()
+        server.process.wait(timeout=grace + 5)
+        assert time.monotonic() - stopped_at < grace + 5
+    finally:
+        half.close()
+        ws.socket.close()
+        log = server.stop()
+    assert "Traceback" not in log, log
