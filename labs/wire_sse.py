@@ -92,6 +92,10 @@ class WatchedEventSourceResponse(EventSourceResponse):
     sse-starlette's task group, so a cancelled stream (client gone, send timeout, shutdown)
     still runs it to the end. It is told "send_timeout" when the watchdog dropped the stream,
     "client_disconnect" otherwise (which counts only when the stream had not reached its end).
+
+    A server that stops ends every open stream through `OpenStreams`: `end_with` cancels the
+    stream where it waits, and the stream settles, then writes one terminal `error` event
+    (`shutting_down`) with the next id, instead of being cut with no end.
     """
 
     def __init__(
