@@ -43,7 +43,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from .errors import problem
+from .errors import problem, retry_after_header
 from .request_id import new_request_id
 from .settings import Settings
 
@@ -57,15 +57,17 @@ class ServerBounds:
 
 
 def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
-    """A whole HTTP/1.1 answer carrying the catalogue's problem, after which the server closes."""
+    """A whole HTTP/1.1 answer carrying the catalogue's problem, after which the server closes.
+    A 503 says when to retry, as every 503 of the contract does."""
     request_id = new_request_id()
-    body = json.dumps(problem(code, detail, request_id), separators=(",", ":")).encode()
-    head = (
-        status_line + b"content-type: application/problem+json\r\n"
-        b"content-length: %d\r\nx-request-id: %s\r\nconnection: close\r\n\r\n"
-        % (len(body), request_id.encode())
-    )
-    return head + body
+    retry_after = 1.0 if status_line.startswith(b"HTTP/1.1 503") else None
+    body = problem(code, detail, request_id, retry_after)
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    head = status_line + b"content-type: application/problem+json\r\n"
+    head += b"content-length: %d\r\nx-request-id: %s\r\n" % (len(encoded), request_id.encode())
+    if retry_after is not None:
+        head += b"retry-after: %s\r\n" % retry_after_header(retry_after).encode()
+    return head + b"connection: close\r\n\r\n" + encoded
 
 
 class HeadRefused(Exception):

@@ -151,11 +151,12 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
     session = await admitted_stream(request, key)
     text: list[str] = []
     try:
-        async for item in session.items:
-            if isinstance(item, Delta):
-                text.append(item.text)
-            else:
-                end: Finished = item
+        async with request.app.state.sse_streams.until_shutdown(session.fail):
+            async for item in session.items:
+                if isinstance(item, Delta):
+                    text.append(item.text)
+                else:
+                    end: Finished = item
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
     finally:
@@ -174,7 +175,8 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
 async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
     session = await admitted_stream(request, key)
     try:
-        first = await session.first()
+        async with request.app.state.sse_streams.until_shutdown(session.fail):
+            first = await session.first()
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
     settings = session.gateway.settings

@@ -10,6 +10,7 @@ An error after the first token cannot change the HTTP status any more (200 was s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -229,16 +230,42 @@ class WatchedEventSourceResponse(EventSourceResponse):
 
 class OpenStreams:
     """The SSE streams of one app that are open now, so a shutdown can end each one with an
-    `error` event `shutting_down` (the chat's connections get theirs from chat.ChatHub)."""
+    `error` event `shutting_down` (the chat's connections get theirs from chat.ChatHub); and
+    the requests still waiting for a model before their answer starts (`until_shutdown`),
+    which get a 503 `shutting_down` instead of being cut when the grace period is over."""
 
     def __init__(self, grace_seconds: float) -> None:
         self.grace_seconds = grace_seconds
         self.open: set[WatchedEventSourceResponse] = set()
+        self.waiting: dict[asyncio.Task, Callable[[GatewayError], object]] = {}
         self.stopping = False
+
+    @contextlib.asynccontextmanager
+    async def until_shutdown(self, on_fail: Callable[[GatewayError], object]):
+        """Run the block, unless the server stops first: then `on_fail` records the error
+        (StreamSession.fail), the block is cancelled where it waits, and GatewayError
+        `shutting_down` is raised in its place."""
+        if self.stopping:
+            raise self.error()
+        task = asyncio.current_task()
+        self.waiting[task] = on_fail
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self.stopping or task.cancelling() == 0:
+                raise
+            task.uncancel()
+            raise self.error() from None
+        finally:
+            self.waiting.pop(task, None)
 
     @staticmethod
     def error() -> GatewayError:
-        return GatewayError("shutting_down", "The gateway is restarting; reconnect and ask again.")
+        return GatewayError(
+            "shutting_down",
+            "The gateway is restarting; reconnect and ask again.",
+            retry_after_seconds=1.0,
+        )
 
     def add(self, stream: WatchedEventSourceResponse) -> None:
         self.open.add(stream)
@@ -249,6 +276,9 @@ class OpenStreams:
     async def shutdown(self) -> None:
         """End every open stream with `shutting_down`, and wait until each has said so."""
         self.stopping = True
+        for task, on_fail in list(self.waiting.items()):
+            on_fail(self.error())
+            task.cancel()
         streams = list(self.open)
         for stream in streams:
             stream.end_with(self.error())

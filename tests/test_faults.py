@@ -233,3 +233,43 @@ def test_sigterm_finishes_within_the_grace_while_clients_hold_a_body_or_stop_rea
         ws.socket.close()
         log = server.stop()
     assert "Traceback" not in log, log
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_answers_requests_still_waiting_for_the_model_with_503_shutting_down():
+    grace = 3.0
+    server = ServerProcess(
+        fake_first_token_seconds=30,  # longer than the grace period
+        first_token_timeout_seconds=60,
+        shutdown_grace_seconds=grace,
+    )
+
+    async def scenario():
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as http:
+            waiting = [
+                asyncio.create_task(http.post("/v1/ask/stream", json=QUESTION)),
+                asyncio.create_task(http.post("/v1/ask", json=QUESTION)),
+            ]
+            deadline = time.monotonic() + 20
+            while server.metric("gateway_streams_active") < 2:  # both admitted, both waiting
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            server.terminate()
+            return await asyncio.gather(*waiting)
+
+    try:
+        stopped_at = time.monotonic()
+        responses = asyncio.run(scenario())
+        server.process.wait(timeout=grace + 5)
+        assert time.monotonic() - stopped_at < grace + 5 + 20
+    finally:
+        log = server.stop()
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "shutting_down"
+        path = "/v1/ask/stream" if response.request.url.path.endswith("stream") else "/v1/ask"
+        contract.validate_response(
+            "POST", path, response.status_code, response.headers, response.content
+        )
+    assert "Traceback" not in log, log
