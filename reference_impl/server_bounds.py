@@ -101,7 +101,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self.reading_head:
-            if self.head_timer is None:  # a later request on a kept-alive connection begins
+            if self.head_timer is None and self.answered():  # a later request begins
                 self.head_timer = self.loop.call_later(self.bounds.read_timeout, self.head_too_slow)
             # Counted before parsing: httptools gathers a header's value whole before handing
             # it on, so this is the only place that sees a large header while it grows.
@@ -198,9 +198,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             f"The request's headers did not arrive within {self.bounds.read_timeout:g} s.",
         )
 
+    def answered(self) -> bool:
+        """No answer is being written on this connection now."""
+        return self.cycle is None or self.cycle.response_complete
+
     def refuse(self, status_line: bytes, code: str, detail: str) -> None:
         self.stop_head_timer()
         if self.transport.is_closing():
+            return
+        if not self.answered() and self.cycle.response_started:
+            # A pipelined request refused while an answer streams: its bytes cannot be mixed
+            # into that answer, so the connection just closes.
+            self.transport.close()
             return
         self.bounds.on_reject(code)
         self.transport.write(problem_bytes(status_line, code, detail))
