@@ -142,8 +142,9 @@ class Settings(BaseSettings):
     # 10,240 bytes of header values on a REST API [apigw-rest-quotas].
     max_header_bytes: int = Field(16 * 1024, gt=0)
     # Open connections (HTTP and WebSocket) of one worker; above: 503 overloaded, then closed.
-    # Below the usual limit of 1024 open files, so the cap is met before the process runs out.
-    max_connections: int = Field(512, gt=0)
+    # Just below the usual limit of 1024 open files, so the cap is met before the process runs
+    # out of them (`make bench` shows one worker carrying 500 streams and 500 chats).
+    max_connections: int = Field(1000, gt=0)
     # How long an idle keep-alive connection stays open after its last answer.
     keep_alive_seconds: Seconds = 5.0
     # SIGTERM: open streams get `shutting_down`, then the process exits within this, whatever
