@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 
@@ -24,14 +25,37 @@ STREAMS = 50
 CHATS = 50
 
 
-def at_rest(gateway) -> None:
-    """No stream open, no slot held, the whole token budget free again."""
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def server_log():
+    """What the in-process server logs: uvicorn's loggers do not reach the root logger."""
+    handler = Records()
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "gateway", "sse_starlette")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.records
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def at_rest(gateway, log: list[logging.LogRecord]) -> None:
+    """No stream open, no slot held, the whole token budget free again; no error logged."""
     gateway.wait_for_metric("gateway_streams_active", 0, timeout=20)
     admission = gateway.app.state.gateway.admission.admission  # this worker's memory
     assert admission.total_active == 0 and not any(admission.active.values())
     reservations = [r for budget in admission.budgets.values() for r in budget.entries]
     assert all(r.settled for r in reservations), "a reservation was never settled"
     assert gateway.metric("gateway_ws_connections_active") == 0
+    unexpected = [r for r in log if r.levelno >= logging.ERROR or r.exc_info]
+    assert not unexpected, [r.getMessage() for r in unexpected]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +63,7 @@ def at_rest(gateway) -> None:
     [("throttled", "model_error"), ("stall", "idle_timeout"), ("fail_midstream", "model_error")],
 )
 def test_a_misbehaving_model_ends_every_stream_with_one_error_and_frees_everything(
-    start_gateway, behavior, code
+    start_gateway, server_log, behavior, code
 ):
     gateway = start_gateway(fake_behavior=behavior, idle_timeout_seconds=0.3)
     result = gateway.client().stream(QUESTION)
@@ -48,14 +72,14 @@ def test_a_misbehaving_model_ends_every_stream_with_one_error_and_frees_everythi
     else:
         assert result.names[-1] == "error" and result.data(-1)["code"] == code
         assert result.names.count("error") == 1
-    at_rest(gateway)
+    at_rest(gateway, server_log)
 
 
-def test_a_runaway_model_is_cut_and_a_client_that_leaves_stops_the_model(start_gateway):
+def test_a_runaway_model_is_cut_and_a_client_that_leaves_stops_the_model(start_gateway, server_log):
     gateway = start_gateway(fake_behavior="runaway", max_stream_seconds=0.5)
     result = gateway.client().stream(QUESTION)
     assert result.names[-1] == "error" and result.data(-1)["code"] == "stream_timeout"
-    at_rest(gateway)
+    at_rest(gateway, server_log)
     gateway = start_gateway(
         fake_behavior="runaway", max_stream_seconds=60, fake_tokens_per_second=500
     )
@@ -65,14 +89,16 @@ def test_a_runaway_model_is_cut_and_a_client_that_leaves_stops_the_model(start_g
             for line in response.iter_lines():
                 if line.startswith("event: delta"):
                     break  # and leave
-    at_rest(gateway)
+    at_rest(gateway, server_log)
     generated = gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa")
     time.sleep(0.3)  # the meter must not move once the client has gone: the model stopped
     assert gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa") == generated
     assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 1
 
 
-def test_an_sse_client_that_stops_reading_is_dropped_and_everything_freed(start_gateway):
+def test_an_sse_client_that_stops_reading_is_dropped_and_everything_freed(
+    start_gateway, server_log
+):
     gateway = start_gateway(
         fake_behavior="runaway",
         fake_tokens_per_second=50_000,
@@ -92,7 +118,7 @@ def test_an_sse_client_that_stops_reading_is_dropped_and_everything_freed(start_
     )
     try:
         assert client.recv(64).startswith(b"HTTP/1.1 200")
-        at_rest(gateway)
+        at_rest(gateway, server_log)
     finally:
         client.close()
     assert gateway.metric("gateway_stream_cancellations_total", reason="send_timeout") == 1
