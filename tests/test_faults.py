@@ -81,18 +81,18 @@ def test_a_runaway_model_is_cut_and_a_client_that_leaves_stops_the_model(start_g
     assert result.names[-1] == "error" and result.data(-1)["code"] == "stream_timeout"
     at_rest(gateway, server_log)
     gateway = start_gateway(
-        fake_behavior="runaway", max_stream_seconds=60, fake_tokens_per_second=500
+        fake_behavior="runaway", max_stream_seconds=60, fake_tokens_per_second=100
     )
+    body = {**QUESTION, "max_tokens": 200}  # 2 s of tokens, were the model left running
     with httpx.Client(base_url=gateway.url, timeout=10) as http:
         headers = {"Authorization": "Bearer test-key"}
-        with http.stream("POST", "/v1/ask/stream", json=QUESTION, headers=headers) as response:
+        with http.stream("POST", "/v1/ask/stream", json=body, headers=headers) as response:
             for line in response.iter_lines():
                 if line.startswith("event: delta"):
                     break  # and leave
     at_rest(gateway, server_log)
-    generated = gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa")
-    time.sleep(0.3)  # the meter must not move once the client has gone: the model stopped
-    assert gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa") == generated
+    # The meter: the model made far fewer tokens than it would have, had it not been stopped.
+    assert gateway.metric("gateway_model_tokens_generated_total", model="fake-docqa") < 100
     assert gateway.metric("gateway_stream_cancellations_total", reason="client_disconnect") == 1
 
 
@@ -249,7 +249,7 @@ def test_sigterm_finishes_within_the_grace_while_clients_hold_a_body_or_stop_rea
     try:
         ws.send(json.dumps({"type": "ask", "id": "q1", **QUESTION, "max_tokens": 5_000_000}))
         server.wait_for_metric("gateway_streams_active", 1)
-        time.sleep(0.5)  # let the answer fill the socket buffers of a client that never reads
+        time.sleep(0.5)  # the harder case: buffers full of unread answer (the bound holds anyway)
         stopped_at = time.monotonic()
         server.terminate()
         server.process.wait(timeout=grace + 5)
