@@ -147,6 +147,7 @@ def gateway_settings(kind: str):
         ws_messages_per_second=1e6,
         ws_message_burst=10**6,
         ws_max_connections_per_key=100_000,
+        max_connections=100_000,
         fake_tokens_per_second=TOKENS_PER_SECOND,
         fake_first_token_seconds=0.2 if kind == "gateway-stream" else 0.0,
         fake_behavior=behaviour,

@@ -19,6 +19,7 @@ FastAPI's own generated schema and docs are switched off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from . import client_faults_log, demo_page, edge
+from . import demo_page, edge, server_bounds
 from .chat import ChatHub
 from .contract.schemas import CONTRACT_PATH, load_contract
 from .documents import builtin
@@ -44,7 +45,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .telemetry import Telemetry
-from .wire_sse import PingComment, WatchedEventSourceResponse, sse_body
+from .wire_sse import OpenStreams, PingComment, WatchedEventSourceResponse, sse_body
 
 log = logging.getLogger("gateway")
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
@@ -73,7 +74,7 @@ async def api_key(request: Request) -> str:
 async def admitted_stream(request: Request, key: str) -> StreamSession:
     """The ask's edge checks and its admission, in order; nothing here calls the model."""
     gateway = gateway_of(request)
-    ask = await edge.read_ask(request)
+    ask = await edge.read_ask(request, gateway.settings.request_read_timeout_seconds)
     model_request = edge.model_request(ask, gateway.settings)
     received_at = request.scope.get("state", {}).get("received_at")
     return await StreamSession.admit(
@@ -153,11 +154,12 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
     session = await admitted_stream(request, key)
     text: list[str] = []
     try:
-        async for item in session.items:
-            if isinstance(item, Delta):
-                text.append(item.text)
-            else:
-                end: Finished = item
+        async with request.app.state.sse_streams.until_shutdown(session.fail):
+            async for item in session.items:
+                if isinstance(item, Delta):
+                    text.append(item.text)
+                else:
+                    end: Finished = item
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
     finally:
@@ -176,7 +178,8 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
 async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
     session = await admitted_stream(request, key)
     try:
-        first = await session.first()
+        async with request.app.state.sse_streams.until_shutdown(session.fail):
+            first = await session.first()
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
     settings = session.gateway.settings
@@ -187,6 +190,8 @@ async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
         ping=settings.ping_seconds,
         ping_message_factory=PingComment,
         send_timeout=settings.send_timeout_seconds,
+        open_streams=request.app.state.sse_streams,
+        on_fail=session.fail,
     )
 
 
@@ -236,13 +241,18 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.chat = hub = ChatHub(gateway)
-    # uvicorn closes every WebSocket with 1012 as it stops, before the lifespan shutdown runs;
-    # BackgroundServer.stop calls this first, so each open answer gets an `error` before that.
-    app.state.before_server_stop = hub.before_server_stop
-    # The same, for a server that calls it on its own loop (background.GatewayServer).
-    app.state.shutdown_streams = hub.shutdown
-    # Options that belong to the server, not the app; BackgroundServer and the CLI apply them.
-    app.state.uvicorn_options = {"ws_per_message_deflate": gateway.settings.ws_per_message_deflate}
+    app.state.sse_streams = sse_streams = OpenStreams(gateway.settings.shutdown_grace_seconds)
+
+    async def shutdown_streams() -> None:
+        # uvicorn closes every WebSocket with 1012, and sse-starlette cuts every SSE stream, as
+        # the server stops; background.GatewayServer runs this first, so each open stream and
+        # answer gets an `error` shutting_down before that.
+        await asyncio.gather(hub.shutdown(), sse_streams.shutdown())
+
+    app.state.shutdown_streams = shutdown_streams
+    # Options that belong to the server, not the app (its bounds on connections, headers,
+    # WebSocket messages and shutdown); server_bounds.uvicorn_config applies them everywhere.
+    app.state.uvicorn_options = server_bounds.uvicorn_options(gateway.settings, gateway.reject)
     # Outermost last: every request gets its id first, then the body size is checked.
     app.add_middleware(
         edge.BodySizeLimitMiddleware, settings=gateway.settings, on_reject=gateway.reject
@@ -251,5 +261,4 @@ def create_app(
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
-    client_faults_log.install()  # a client's bad frame is not a traceback in the log
     return app

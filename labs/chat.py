@@ -170,19 +170,6 @@ class ChatHub:
         closing = [c.close(SERVICE_RESTART, "server restarting") for c in list(self.connections)]
         await asyncio.gather(*closing, return_exceptions=True)
 
-    def before_server_stop(self, timeout: float = 5.0) -> None:
-        """Run `shutdown` on the server's loop from another thread (BackgroundServer.stop).
-
-        uvicorn closes WebSockets with 1012 by itself when it stops, before the app's lifespan
-        shutdown runs, so an app that wants to say why first must be told earlier.
-        """
-        loop = self.loop
-        if loop is None or loop.is_closed() or not self.connections:
-            return
-        future = asyncio.run_coroutine_threadsafe(self.shutdown(), loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout)
-
 
 class ChatConnection:
     """One open chat connection: its conversation, its limits and its answer, if any."""

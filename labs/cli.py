@@ -14,11 +14,10 @@ import os
 import socket
 import sys
 
-import uvicorn
-
 from . import app as app_module
 from . import workers
 from .background import GatewayServer
+from .server_bounds import uvicorn_config
 from .settings import Settings
 
 OPTION_ENV = {
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             workers.WorkerApp(app_module.create_app, Settings, GatewayServer),
             args.log_level,
         )
-    config = uvicorn.Config(app, log_level=args.log_level, **app.state.uvicorn_options)
+    config = uvicorn_config(app, log_level=args.log_level)
     try:
         GatewayServer(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn has shut down cleanly; Ctrl-C needs no traceback

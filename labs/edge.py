@@ -15,7 +15,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+import anyio
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import json_input
@@ -179,11 +180,30 @@ def ask_from_message(message: dict[str, Any], document: dict[str, str]) -> AskRe
     return ask_of(fields)
 
 
-async def read_ask(request: Request) -> AskRequest:
+async def read_body(request: Request, timeout: float) -> bytes:
+    """The request's body, whole within `timeout` seconds.
+
+    A client that trickles its body, or declares a Content-Length larger than what it sends,
+    gets 408 request_timeout instead of holding its connection and a stream of the server's
+    memory for as long as it likes. A client that leaves mid-body is a client's mistake too:
+    an `invalid_request` nobody reads, not an unhandled ClientDisconnect in the log.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            return await request.body()
+    except TimeoutError:
+        raise GatewayError(
+            "request_timeout", f"The request body did not arrive within {timeout:g} s."
+        ) from None
+    except ClientDisconnect:
+        raise GatewayError("invalid_request", "The request body was cut short.") from None
+
+
+async def read_ask(request: Request, read_timeout: float) -> AskRequest:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise GatewayError("unsupported_media_type", "Send the body as application/json.")
-    body = await request.body()
+    body = await read_body(request, read_timeout)
     try:
         data = json_input.loads(body)
     except json_input.RefusedJson as refused:

@@ -37,6 +37,7 @@ CATALOGUE: dict[str, ErrorKind] = {
     "not_found": ErrorKind(404, "Not found", False),
     "method_not_allowed": ErrorKind(405, "Method not allowed", False),
     "request_too_large": ErrorKind(413, "Request body too large", False),
+    "headers_too_large": ErrorKind(431, "Request headers too large", False),
     "unsupported_media_type": ErrorKind(415, "Unsupported media type", False),
     # The client may retry after waiting: Retry-After says how long.
     "rate_limited": ErrorKind(429, "Too many requests", True),
@@ -52,6 +53,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     # There is no HTTP answer with these; 408 is the nearest status ("too long").
     "connection_idle": ErrorKind(408, "Connection idle too long", True),
     "connection_expired": ErrorKind(408, "Connection open too long", True),
+    # The request's headers or body did not arrive within request_read_timeout_seconds.
+    "request_timeout": ErrorKind(408, "Request not received in time", True),
     # The model or the stream failed; a retry may succeed.
     "model_timeout": ErrorKind(504, "Model did not start answering in time", True),
     "stream_timeout": ErrorKind(504, "Stream exceeded its maximum duration", False),
@@ -115,6 +118,9 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
         extra["Retry-After"] = retry_after_header(body["retry_after_seconds"])
     if body["code"] == "unauthorized":
         extra["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    if body["code"] == "request_timeout":
+        # What is left of the body may still be on its way: the connection cannot be reused.
+        extra["Connection"] = "close"
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=body["status"],

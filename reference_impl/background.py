@@ -8,13 +8,18 @@ first. Tests use the same helper, so they talk to a real server over real socket
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import socket
 import threading
 import time
 from typing import Any, ClassVar
 
+import anyio
 import uvicorn
+
+from .server_bounds import uvicorn_config
 
 try:  # sse-starlette keeps a process-wide "server is exiting" flag; see stop().
     from sse_starlette.sse import AppStatus
@@ -23,17 +28,29 @@ except ImportError:  # pragma: no cover - sse-starlette is a dependency
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn, but open chat answers get an `error` before their sockets close with 1012
-    (`python -m course.serve` runs the gateway on it).
+    """uvicorn, but on SIGTERM (or `BackgroundServer.stop`) every open stream says why it ends
+    before the server closes it, and the whole shutdown ends within the graceful-shutdown
+    timeout (the gateway's `shutdown_grace_seconds`), whatever its clients do.
 
-    uvicorn closes every WebSocket as it shuts down, before the app's lifespan shutdown, so
-    the gateway is told first, on the server's own loop.
+    uvicorn closes every WebSocket with 1012 as it shuts down, and sse-starlette cuts every SSE
+    stream, before the app's lifespan shutdown runs; so the app's `shutdown_streams` runs first,
+    on the server's own loop: each SSE stream gets an `error` event and each chat answer an
+    `error` message `shutting_down`. A client that does not read them holds nothing up for
+    longer than the grace period: what is left of it is uvicorn's, and uvicorn cancels what is
+    still running when the period is over.
     """
 
     async def shutdown(self, sockets=None) -> None:
-        shutdown_streams = getattr(self.config.app.state, "shutdown_streams", None)
+        state = getattr(self.config.app, "state", None)
+        shutdown_streams = getattr(state, "shutdown_streams", None)
+        grace = self.config.timeout_graceful_shutdown
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         if shutdown_streams is not None:
-            await shutdown_streams()
+            with anyio.move_on_after(math.inf if grace is None else grace):
+                await shutdown_streams()
+        if grace is not None:  # uvicorn's own wait gets what is left of the one grace period
+            self.config.timeout_graceful_shutdown = max(grace - (loop.time() - began), 0.1)
         await super().shutdown(sockets)
 
 
@@ -89,11 +106,11 @@ class BackgroundServer:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((self.host, self.requested_port))
-        # An app may name server options of its own (the gateway: permessage-deflate off);
-        # options given to BackgroundServer win.
-        app_options = getattr(getattr(self.app, "state", None), "uvicorn_options", None) or {}
-        config = uvicorn.Config(self.app, **{**app_options, **self.uvicorn_options})
-        self.server = uvicorn.Server(config)
+        # An app may name server options of its own (the gateway: its bounds); options given
+        # to BackgroundServer win.
+        config = uvicorn_config(self.app, **self.uvicorn_options)
+        # GatewayServer: open streams are told why they end before the server closes them.
+        self.server = GatewayServer(config)
         self.thread = threading.Thread(target=self._serve, name=f"uvicorn-{self.name}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout
@@ -117,12 +134,7 @@ class BackgroundServer:
             self.error = error
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and free the port; open streams are closed by uvicorn's shutdown."""
-        # An app may want to end its open WebSockets its own way first (the gateway sends each
-        # open answer an `error`); uvicorn would close them with 1012 straight away.
-        before_stop = getattr(getattr(self.app, "state", None), "before_server_stop", None)
-        if before_stop is not None and self.server is not None and self.server.started:
-            before_stop()
+        """Stop serving and free the port; open streams end as on SIGTERM (GatewayServer)."""
         if self.server is not None:
             self.server.should_exit = True
         if self.thread is not None:

@@ -128,6 +128,26 @@ class Settings(BaseSettings):
     # `app.state.uvicorn_options`, which BackgroundServer and the command line apply.
     ws_per_message_deflate: bool = False
 
+    # --- the server's own bounds: what a client may hold open -------------------------------
+    # In production API Gateway (or a load balancer) takes the client's connection and hands
+    # the gateway whole requests; run on its own, the gateway bounds these itself
+    # (reference_impl/server_bounds.py applies them to uvicorn; docs/aws-mapping.md).
+    # A request's headers, and then its body, must arrive within this; a connection that sends
+    # no request is closed after it (a 408 request_timeout when a request had begun).
+    request_read_timeout_seconds: Seconds = 10.0
+    # The request line and headers together; above: 431 headers_too_large. API Gateway allows
+    # 10,240 bytes of header values on a REST API [apigw-rest-quotas].
+    max_header_bytes: int = Field(16 * 1024, gt=0)
+    # Open connections (HTTP and WebSocket) of one worker; above: 503 overloaded, then closed.
+    # Just below the usual limit of 1024 open files, so the cap is met before the process runs
+    # out of them (`make bench` shows one worker carrying 500 streams and 500 chats).
+    max_connections: int = Field(1000, gt=0)
+    # How long an idle keep-alive connection stays open after its last answer.
+    keep_alive_seconds: Seconds = 5.0
+    # SIGTERM: open streams get `shutting_down`, then the process exits within this, whatever
+    # clients do.
+    shutdown_grace_seconds: Seconds = 10.0
+
     # --- the model --------------------------------------------------------------------------
     # "fake" is the offline, deterministic model; "bedrock" streams from Amazon Bedrock with
     # ConverseStream (reference_impl/bedrock.py), with AWS credentials [bedrock-converse-stream].

@@ -17,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from .server_bounds import uvicorn_config
+
 
 @dataclass(frozen=True)
 class WorkerApp:
@@ -64,5 +66,5 @@ def serve(sock: socket.socket, workers: int, worker_app: WorkerApp, log_level: s
 def serve_one(sock: socket.socket, worker_app: WorkerApp, log_level: str) -> None:
     """One worker process: its own app, settings read from the environment it inherited."""
     app = worker_app.create_app(worker_app.settings())
-    config = uvicorn.Config(app, log_level=log_level, **app.state.uvicorn_options)
+    config = uvicorn_config(app, log_level=log_level)
     worker_app.server(config).run(sockets=[sock])

@@ -51,7 +51,7 @@ SPEC_CODES = {
     "busy",
     "unsupported_media_type",
 }
-ERROR_STATUSES = {"400", "401", "413", "415", "429", "500", "502", "503", "504"}
+ERROR_STATUSES = {"400", "401", "408", "413", "415", "429", "431", "500", "502", "503", "504"}
 OPERATIONS = {
     ("GET", "/healthz"),
     ("GET", "/metrics"),

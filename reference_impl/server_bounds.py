@@ -1,0 +1,271 @@
+"""The server's own bounds, and the one place that builds uvicorn's Config for the gateway.
+
+uvicorn trusts its clients further than a gateway in front of a model may. With its defaults a
+connection that never sends a request, or sends its headers a byte at a time, stays open for
+good; headers are read whole whatever their size (httptools, which uvicorn picks when it is
+installed, has no limit of its own); a WebSocket message of up to 16 MiB is read into memory
+before the app can refuse it; and a SIGTERM waits for every connection, however long its
+client takes. Each is bounded here from the settings:
+
+- `request_read_timeout_seconds`: a connection must send a whole request head within it, from
+  its opening (or from the first byte of a later request); else 408 `request_timeout`, or a
+  plain close when no request had begun. The body's own deadline is the edge's (edge.read_body).
+- `max_header_bytes`: the request line and headers; above it 431 `headers_too_large`, counted
+  as the bytes arrive, so memory stays bounded however large the header grows.
+- `max_connections`: the open connections of this worker; one more gets 503 `overloaded`.
+- `keep_alive_seconds`: uvicorn's keep-alive timeout after an answer.
+- `shutdown_grace_seconds`: uvicorn's graceful-shutdown timeout (see background.GatewayServer).
+- `ws_max_message_bytes`: the server reads a WebSocket message of at most twice it, so one just
+  over the limit still gets the chat's `error` and 1009, and a larger one is refused with 1009
+  by the frame reader before its payload is read.
+
+A text message that is not UTF-8 is closed with 1007, as uvicorn does, but logged as a
+warning, not a traceback. Each refusal is a problem object from the catalogue, with
+`Connection: close`; none is a traceback in the log. The command line, its workers and
+BackgroundServer all build their Config with `uvicorn_config`, so all of them enforce the
+same bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .errors import problem, retry_after_header
+from .request_id import new_request_id
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class ServerBounds:
+    read_timeout: float
+    max_header_bytes: int
+    max_connections: int
+    on_reject: Callable[[str], None] = lambda code: None
+
+
+def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
+    """A whole HTTP/1.1 answer carrying the catalogue's problem, after which the server closes.
+    A 503 says when to retry, as every 503 of the contract does."""
+    request_id = new_request_id()
+    retry_after = 1.0 if status_line.startswith(b"HTTP/1.1 503") else None
+    body = problem(code, detail, request_id, retry_after)
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    head = status_line + b"content-type: application/problem+json\r\n"
+    head += b"content-length: %d\r\nx-request-id: %s\r\n" % (len(encoded), request_id.encode())
+    if retry_after is not None:
+        head += b"retry-after: %s\r\n" % retry_after_header(retry_after).encode()
+    return head + b"connection: close\r\n\r\n" + encoded
+
+
+class HeadRefused(Exception):
+    """Raised in a parser callback once the head is refused and answered."""
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a deadline and a size limit on every request head and
+    a cap on open connections. Nothing here runs per body chunk or per response byte."""
+
+    def __init__(self, *args: Any, bounds: ServerBounds, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bounds = bounds
+        self.reading_head = True  # between requests, or inside a request line and headers
+        self.head_bytes = 0  # as read from the socket, while reading a head
+        self.head_size = 0  # as parsed: the request line and headers
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.bounds.max_connections:
+            self.refuse(
+                b"HTTP/1.1 503 Service Unavailable\r\n",
+                "overloaded",
+                "The gateway has as many connections open as it serves; retry shortly.",
+            )
+            return
+        # A connection that sends nothing is closed after the read timeout, as is a slow head.
+        self.head_timer = self.loop.call_later(self.bounds.read_timeout, self.head_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_head:
+            if self.head_timer is None and self.answered():  # a later request begins
+                self.head_timer = self.loop.call_later(self.bounds.read_timeout, self.head_too_slow)
+            # Counted before parsing: httptools gathers a header's value whole before handing
+            # it on, so this is the only place that sees a large header while it grows.
+            self.head_bytes += len(data)
+        # uvicorn's own data_received, but a head refused by a callback is not "invalid HTTP".
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if not self.transport.is_closing():  # else refused in a callback, and answered
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        if self.reading_head and self.head_bytes > self.bounds.max_header_bytes:
+            self.refuse_large_head()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        super().on_header(name, value)
+
+    def on_message_begin(self) -> None:
+        self.head_size = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self.stop_head_timer()
+        if self.head_size > self.bounds.max_header_bytes:  # a whole head in one read
+            self.refuse_large_head()
+            raise HeadRefused  # stops the parser: this request goes no further
+        super().on_headers_complete()
+
+    def refuse_large_head(self) -> None:
+        self.refuse(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            "headers_too_large",
+            f"The request line and headers may be at most {self.bounds.max_header_bytes} bytes.",
+        )
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head, self.head_bytes = True, 0
+
+    def on_response_complete(self) -> None:
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            # Answered before its body arrived (refused, or a route that reads none): the rest
+            # is not worth waiting for, and a client trickling it would hold the connection.
+            self.transport.close()
+        super().on_response_complete()
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_started:
+            # Still reading a request's body as the server stops: that body is not waited for.
+            # The client is told why; the route reading it sees a client gone, and ends.
+            self.refuse(
+                b"HTTP/1.1 503 Service Unavailable\r\n",
+                "shutting_down",
+                "The gateway is restarting; send the request again.",
+            )
+            return
+        super().shutdown()
+
+    def send_400_response(self, msg: str) -> None:
+        # Malformed HTTP (a bad chunk size, a broken request line): the catalogue's problem
+        # instead of uvicorn's plain text, unless an answer is already under way.
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        self.refuse(
+            b"HTTP/1.1 400 Bad Request\r\n", "invalid_request", "The request is not valid HTTP."
+        )
+
+    def head_too_slow(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.head_bytes == 0:  # no request begun: just an idle connection
+            self.transport.close()
+            return
+        self.refuse(
+            b"HTTP/1.1 408 Request Timeout\r\n",
+            "request_timeout",
+            f"The request's headers did not arrive within {self.bounds.read_timeout:g} s.",
+        )
+
+    def answered(self) -> bool:
+        """No answer is being written on this connection now."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def refuse(self, status_line: bytes, code: str, detail: str) -> None:
+        self.stop_head_timer()
+        if self.transport.is_closing():
+            return
+        if not self.answered() and self.cycle.response_started:
+            # A pipelined request refused while an answer streams: its bytes cannot be mixed
+            # into that answer, so the connection just closes.
+            self.transport.close()
+            return
+        self.bounds.on_reject(code)
+        self.transport.write(problem_bytes(status_line, code, detail))
+        self.transport.close()
+
+    def stop_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, but a text message that is not UTF-8 (the client's
+    mistake) is closed with 1007 as uvicorn does, with a warning instead of a traceback."""
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.logger.warning("Invalid UTF-8 in a WebSocket text message; closed with 1007.")
+            self.conn.send_close(1007)
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+
+def uvicorn_options(settings: Settings, on_reject: Callable[[str], None] | None = None) -> dict:
+    """The uvicorn.Config options that enforce the settings' server bounds."""
+    bounds = ServerBounds(
+        read_timeout=settings.request_read_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+        max_connections=settings.max_connections,
+        on_reject=on_reject or ServerBounds.on_reject,
+    )
+    return {
+        "http": functools.partial(BoundedHttpProtocol, bounds=bounds),
+        # If uvicorn is told to use h11 instead, it bounds the head with its own limit (400).
+        "ws": WebSocketProtocol,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "ws_max_size": 2 * settings.ws_max_message_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+
+
+def uvicorn_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's Config for `app`: the server options the app names (the gateway's bounds, in
+    `app.state.uvicorn_options`), then `options`, which win."""
+    app_options = getattr(getattr(app, "state", None), "uvicorn_options", None) or {}
+    return uvicorn.Config(app, **{**app_options, **options})
