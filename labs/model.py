@@ -16,6 +16,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from .errors import GatewayError
@@ -44,7 +45,7 @@ class ModelRequest:
     max_tokens: int
     history: tuple[Turn, ...] = field(default=())
 
-    @property
+    @cached_property  # read by the edge, the admission and the guard: counted once
     def prompt_tokens(self) -> int:
         earlier = sum(turn.tokens for turn in self.history)
         return count_tokens(self.question) + count_tokens(self.document) + earlier
