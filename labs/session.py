@@ -36,8 +36,9 @@ plain way would cost a large share of that (figures measured on the course VM):
 - the chat's hand-written delta message (wire_ws.encode_delta), as SSE's: 13.1 -> 1.1 µs a
   delta, and the chat's own work per token (a send that costs nothing) 23 -> 10-12 µs
   (2026-11-29, a busy machine: min of repeats, before and after side by side).
-Before the first token, every request once paid for work that grew with its prompt or with its
-key's traffic; now it does not (2026-11-29, a busy machine, same process before and after):
+Before the first token, a request counted its prompt three times and added up its key's last
+minute of reservations; now it does neither (2026-11-29, a busy machine, before and after side
+by side):
 - the prompt is counted once per request (`ModelRequest.prompt_tokens` is cached; the edge, the
   admission and the guard all read it) and by its tokens' cores (tokenizer.count_tokens): three
   counts of 228 µs of the 176-token document became one of 71 µs;
