@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
+from .documents import document_tokens
 from .errors import GatewayError
 from .settings import Settings
 from .tokenizer import TOKEN, count_tokens
@@ -45,7 +46,7 @@ class ModelRequest:
     @cached_property  # read by the edge, the admission and the guard: counted once
     def prompt_tokens(self) -> int:
         earlier = sum(turn.tokens for turn in self.history)
-        return count_tokens(self.question) + count_tokens(self.document) + earlier
+        return count_tokens(self.question) + document_tokens(self.document) + earlier
 
 
 @dataclass(frozen=True)

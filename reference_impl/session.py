@@ -38,7 +38,8 @@ minute of reservations; now it does neither (2026-11-29, a busy machine, before 
 by side):
 - the prompt is counted once per request (`ModelRequest.prompt_tokens` is cached; the edge, the
   admission and the guard all read it) and by its tokens' cores (tokenizer.count_tokens): three
-  counts of 228 µs of the 176-token document became one of 71 µs;
+  counts of 228 µs of the 176-token document became one of 71 µs, and a built-in document is
+  counted once for every ask about it (documents.document_tokens);
 - a key's token budget keeps the sum of its 60-second window (limits.ReservationLog) instead of
   adding it up on every request; with both, the server's Python calls per one-token SSE request
   fell from 3,550 to 1,670 (cProfile, 300 requests after 50).

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl import model, tokenizer
+from reference_impl import documents, model, tokenizer
 from reference_impl.documents import builtin
 
 TEXT = st.text(st.characters(exclude_categories=()))
@@ -21,19 +21,37 @@ def test_counting_tokens_counts_the_tokens_that_are_not_only_white_space(text):
     assert tokenizer.count_tokens(text) == sum(1 for token in tokens if token.strip())
 
 
-def test_a_requests_prompt_is_counted_once_however_often_it_is_read(monkeypatch):
+def counting_calls(monkeypatch) -> list[str]:
+    """Every text the tokenizer counts from now on."""
     counted: list[str] = []
+    count = tokenizer.count_tokens
 
     def counting(text: str) -> int:
         counted.append(text)
-        return tokenizer.count_tokens(text)
+        return count(text)
 
-    monkeypatch.setattr(model, "count_tokens", counting)
-    document = builtin()["api-gateway-websocket-limits"].text
+    for module in (model, documents):
+        monkeypatch.setattr(module, "count_tokens", counting)
+    return counted
+
+
+def test_a_requests_prompt_is_counted_once_however_often_it_is_read(monkeypatch):
+    counted = counting_calls(monkeypatch)
+    document = "A document the client sent. It is counted with the question."
     request = model.ModelRequest(question="How long?", document=document, max_tokens=10)
     # The edge's prompt limit, the admission's reservation and the guard's bill each read it.
-    assert request.prompt_tokens == request.prompt_tokens == request.prompt_tokens
+    assert request.prompt_tokens == request.prompt_tokens == 3 + 13
     assert counted == ["How long?", document]
+
+
+def test_a_built_in_document_is_counted_once_for_every_ask_about_it(monkeypatch):
+    document = builtin()["api-gateway-websocket-limits"]
+    size = tokenizer.count_tokens(document.text)
+    counted = counting_calls(monkeypatch)
+    for question in ("How long?", "And how big?"):
+        request = model.ModelRequest(question=question, document=document.text, max_tokens=10)
+        assert request.prompt_tokens == tokenizer.count_tokens(question) + size
+    assert counted.count(document.text) <= 1  # by the first ask, if none before it
 
 
 @given(
