@@ -312,9 +312,10 @@ class ChatConnection:
             async for item in session.items:
                 if isinstance(item, Delta):
                     text.append(item.text)
+                    await self.send(wire_ws.encode_delta(ask_id, item.index, item.text))
                 else:
                     answer.state = AnswerState.ENDED
-                await self.send(wire_ws.answer_message(ask_id, item))
+                    await self.send(wire_ws.answer_message(ask_id, item))
         except GatewayError as error:
             answer.state = AnswerState.ENDED
             await self.send(wire_ws.error_message(ask_id, error, request_id))
@@ -405,11 +406,13 @@ class ChatConnection:
 
     # --- sending and closing ----------------------------------------------------------------
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any] | str) -> None:
+        """Send one message: a dict, or a delta already encoded (wire_ws.encode_delta)."""
         if self.closed:
             return
+        text = message if type(message) is str else wire_ws.encode(message)
         try:
-            await self.websocket.send_text(wire_ws.encode(message))
+            await self.websocket.send_text(text)
         except (RuntimeError, OSError, WebSocketDisconnect):
             self.closed = True  # the client is gone; the receive loop ends the connection
             return

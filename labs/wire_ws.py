@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from . import json_input
@@ -90,6 +91,24 @@ def error_message_for(
 PONG = {"type": "pong"}
 
 
+# One encoder object: json.dumps with custom separators builds a new encoder on every call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(message: dict[str, Any]) -> str:
     """Compact JSON, as every message on the wire."""
-    return json.dumps(message, separators=(",", ":"))
+    return _compact_json(message)
+
+
+def encode_delta(ask_id: str, index: int, text: str) -> str:
+    """The `delta` message of one token, character for character what
+    `encode(answer_message(ask_id, Delta(index, text)))` makes.
+
+    Written out by hand, as the SSE delta (sse.encode_delta_event), because it is sent once per
+    token: building the dict and running the general encoder cost more than the rest of a
+    token's way through the chat. Strings are escaped by the function json uses (ASCII only).
+    """
+    return (
+        f'{{"type":"delta","id":{encode_basestring_ascii(ask_id)},"index":{index},'
+        f'"text":{encode_basestring_ascii(text)}}}'
+    )

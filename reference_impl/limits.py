@@ -93,6 +93,30 @@ class Reservation:
     tokens: int
     at: float
     settled: bool = False
+    in_window: bool = False  # counted in its budget's window (ReservationLog.tokens)
+
+
+class ReservationLog(deque):
+    """A budget's reservations in its window, oldest first, with their sum in `tokens`, kept
+    as they come and go: the budget is read on every request, and summing the window each time
+    would cost as much as the window is long (a busy key's last 60 s of requests)."""
+
+    def __init__(self, reservations=()) -> None:
+        super().__init__()
+        self.tokens = 0
+        for reservation in reservations:
+            self.append(reservation)
+
+    def append(self, reservation: Reservation) -> None:
+        super().append(reservation)
+        self.tokens += reservation.tokens
+        reservation.in_window = True
+
+    def popleft(self) -> Reservation:
+        reservation = super().popleft()
+        self.tokens -= reservation.tokens
+        reservation.in_window = False
+        return reservation
 
 
 @dataclass
@@ -106,14 +130,14 @@ class TokenBudget:
 
     per_minute: int
     clock: Clock = time.monotonic
-    entries: deque[Reservation] = field(default_factory=deque)
+    entries: ReservationLog = field(default_factory=ReservationLog)
     window: float = 60.0
 
     def in_use(self) -> int:
         horizon = self.clock() - self.window
         while self.entries and self.entries[0].at <= horizon:
             self.entries.popleft()
-        return sum(entry.tokens for entry in self.entries)
+        return self.entries.tokens
 
     def reserve(self, tokens: int) -> Reservation:
         # BEGIN SOLUTION lab06: reserve prompt + max_tokens, or refuse with the time to wait
@@ -137,7 +161,10 @@ class TokenBudget:
     def settle(self, reservation: Reservation, used: int) -> None:
         """Replace the reservation by what was really used (never more than reserved)."""
         if not reservation.settled:
-            reservation.tokens = min(used, reservation.tokens)
+            settled = min(used, reservation.tokens)
+            if reservation.in_window:
+                self.entries.tokens -= reservation.tokens - settled
+            reservation.tokens = settled
             reservation.settled = True
 
 

@@ -13,11 +13,13 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
+from .documents import document_tokens
 from .errors import GatewayError
 from .settings import Settings
-from .tokenizer import count_tokens, tokenize
+from .tokenizer import TOKEN, count_tokens
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,10 @@ class ModelRequest:
     max_tokens: int
     history: tuple[Turn, ...] = field(default=())
 
-    @property
+    @cached_property  # read by the edge, the admission and the guard: counted once
     def prompt_tokens(self) -> int:
         earlier = sum(turn.tokens for turn in self.history)
-        return count_tokens(self.question) + count_tokens(self.document) + earlier
+        return count_tokens(self.question) + document_tokens(self.document) + earlier
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,19 @@ class FakeModel:
             raise GatewayError(
                 "rate_limited", "The model is throttling requests.", retry_after_seconds=1.0
             )
-        tokens = tokenize(answer_from_document(request.question, request.document, request.history))
+        answer = answer_from_document(request.question, request.document, request.history)
+        # Found one at a time, as they are sent: a waiting answer holds no list of its tokens.
+        tokens = TOKEN.finditer(answer)
         start = loop.time()
         emitted = 0
         while True:
-            if emitted < len(tokens):
-                token = tokens[emitted]
-            elif behavior == "runaway":
-                token = tokens[emitted % len(tokens)]
-            else:
-                break
+            found = next(tokens, None)
+            if found is None:
+                if behavior != "runaway":
+                    break
+                tokens = TOKEN.finditer(answer)  # a runaway model starts over, forever
+                continue
+            token = found.group()
             if emitted >= request.max_tokens and behavior != "runaway":
                 yield ModelStop("max_tokens", request.prompt_tokens, emitted)
                 return

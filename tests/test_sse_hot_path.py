@@ -1,5 +1,5 @@
 """The per-token path of an SSE stream: the hand-written delta encoder, the send hook, and the
-clean-up that replaced the generator wrapping every chunk.
+clean-up that replaced the generator wrapping every chunk; and the WebSocket chat's delta encoder.
 
 They exist for speed (`make bench`); these tests make sure none changed what a client sees or
 what is billed.
@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import QUESTION
 
-from reference_impl import sse
+from reference_impl import sse, wire_ws
+from reference_impl.guard import Delta
 from reference_impl.wire_sse import WatchedEventSourceResponse
 
 # Any text a model may send: line breaks, quotes, backslashes, control and non-BMP characters,
@@ -29,6 +30,13 @@ def test_the_delta_encoder_writes_the_same_bytes_as_the_general_one(index, text,
     (event,) = sse.parse_stream(fast.decode())
     assert event == {"event": "delta", "id": str(id), "data": event["data"]}
     assert json.loads(event["data"]) == {"index": index, "text": text}
+
+
+@given(ask_id=TEXT, index=st.integers(min_value=0, max_value=10**9), text=TEXT)
+def test_the_chat_delta_encoder_writes_the_same_text_as_the_general_one(ask_id, index, text):
+    fast = wire_ws.encode_delta(ask_id, index, text)
+    assert fast == wire_ws.encode(wire_ws.answer_message(ask_id, Delta(index, text)))
+    assert json.loads(fast) == {"type": "delta", "id": ask_id, "index": index, "text": text}
 
 
 def test_every_byte_of_a_stream_goes_out_through_the_send_hook_the_gateway_overrides(
