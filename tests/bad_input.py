@@ -764,9 +764,17 @@ CATALOGUE: list[Kind] = [
     Kind(
         "oversized message",
         "WebSocket",
-        "a message above `ws_max_message_bytes` (1000 here)",
+        "a message above `ws_max_message_bytes` (1000 here), under twice it",
         Expected(code="request_too_large", close=1009),
-        frames({**ASK, "question": "x" * 2000}),
+        frames({**ASK, "question": "x" * 1500}),
+        {"ws_max_message_bytes": 1000},
+    ),
+    Kind(
+        "far oversized message",
+        "WebSocket",
+        "a message above twice `ws_max_message_bytes`: the server refuses it unread, no `error`",
+        Expected(close=1009),
+        frames({**ASK, "question": "x" * 5000}),
         {"ws_max_message_bytes": 1000},
     ),
     Kind(
@@ -779,9 +787,9 @@ CATALOGUE: list[Kind] = [
     Kind(
         "fragmented oversized message",
         "WebSocket",
-        "20 fragments of 100 bytes, over `ws_max_message_bytes` (1000 here) together",
+        "14 fragments of 100 bytes, over `ws_max_message_bytes` (1000 here) together",
         Expected(code="request_too_large", close=1009),
-        frames(['{"type": "ping", "x": "', *["x" * 100] * 20, '"}']),
+        frames(['{"type": "ping", "x": "', *["x" * 100] * 14, '"}']),
         {"ws_max_message_bytes": 1000},
     ),
     Kind(
