@@ -1,0 +1,124 @@
+"""An SSE answer that outlives its connection: made once, read by whoever comes back for it.
+
+`POST /v1/ask/stream` hands its admitted `StreamSession` to a `ResumableAnswer`: a task of its
+own pulls the guarded model stream, encodes each event (`wire_sse.sse_body`) and writes it to
+the replay buffer (replay.py). The POST's response is only the answer's first reader;
+`GET /v1/ask/stream/{request_id}` is any later one. A client that loses its connection loses
+no answer, and the model is called once however often the client reconnects.
+
+The grace period (`resume_grace_seconds`). The model no longer stops the moment its reader
+leaves: a dropped connection and a person who left look the same to the server. Once no
+client has read the answer for the grace period, the task is cancelled, which stops the model
+(the guard's `finally`) and settles the stream as `client_disconnect`, or as `send_timeout`
+when its last reader was dropped for not reading. The trade is cost against resilience: a
+longer grace saves more answers from a flaky network, and pays the tokens of every answer
+nobody comes back for (at most the grace period's worth of tokens each). After that, a resume
+is told `410 stream_expired`; a finished answer stays replayable for `stream_retention_seconds`.
+
+The bill is final before the terminal event is written, as it was when the response itself
+closed the session: a client that has the `end` event can read the meters at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio
+
+from .replay import ReplayBuffer
+from .session import StreamSession
+from .wire_sse import CLOSE_TIMEOUT_SECONDS, sse_body
+
+log = logging.getLogger("gateway.resume")
+
+
+class ResumableAnswer:
+    """One answer being made in the background, into the replay buffer."""
+
+    def __init__(self, session: StreamSession, buffer: ReplayBuffer, grace: float) -> None:
+        self.session = session
+        self.buffer = buffer
+        self.grace = grace
+        self.request_id = session.request_id
+        # Why the model was stopped, if no reader came back: what the last reader's
+        # connection ended with.
+        self.stopped_because = "client_disconnect"
+        self.task: asyncio.Task | None = None
+        self.watch: asyncio.Task | None = None
+
+    def start(self, first) -> None:
+        self.task = asyncio.create_task(self.produce(first), name=f"answer {self.request_id}")
+        self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
+
+    async def produce(self, first) -> None:
+        session, buffer, request_id = self.session, self.buffer, self.request_id
+        body = sse_body(first, session.items, session.start_data(), request_id)
+        progress, event_id, finished = session.progress, 0, False
+        try:
+            async for event in body:
+                event_id += 1
+                if event_id > 1 and (progress.finished is not None or progress.error is not None):
+                    # The terminal event: settle first, then let the readers see it.
+                    await session.close()
+                    await buffer.append(request_id, event_id, event)
+                    await buffer.finish(request_id)
+                    finished = True
+                    return
+                await buffer.append(request_id, event_id, event)
+        finally:
+            if self.watch is not None:
+                self.watch.cancel()
+            # Shielded and bounded, as the response's own clean-up was: a cancelled answer
+            # (no reader came back, the server stops) still stops its model and settles.
+            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                await body.aclose()
+                await session.close(self.stopped_because)
+                if not finished:
+                    await buffer.abandon(request_id)
+
+    async def watch_readers(self) -> None:
+        """Stop the answer once no client has read it for the grace period."""
+        try:
+            while True:
+                left = await self.buffer.grace_left(self.request_id)
+                if left <= 0:
+                    break
+                # Look again well within the grace: the model stops at most a quarter of the
+                # grace period late.
+                await asyncio.sleep(min(left, self.grace / 4))
+        except Exception:  # the buffer's store failed: nobody can resume, so stop the model
+            log.warning("could not tell whether answer %s has a reader", self.request_id)
+        if self.task is not None:
+            self.task.cancel()
+
+
+class ResumableAnswers:
+    """The answers this worker is making, and the buffer every worker reads them from."""
+
+    def __init__(self, buffer: ReplayBuffer, grace: float) -> None:
+        self.buffer = buffer
+        self.grace = grace
+        self.live: dict[str, ResumableAnswer] = {}
+
+    async def start(self, session: StreamSession, first, api_key: str) -> ResumableAnswer:
+        await self.buffer.open(session.request_id, api_key)
+        answer = ResumableAnswer(session, self.buffer, self.grace)
+        self.live[answer.request_id] = answer
+        answer.start(first)
+        answer.task.add_done_callback(lambda _: self.live.pop(answer.request_id, None))
+        return answer
+
+    def reader_left(self, request_id: str, stopped_because: str) -> None:
+        """A reader's connection ended; if it is the last, this names the answer's ending."""
+        answer = self.live.get(request_id)
+        if answer is not None:
+            answer.stopped_because = stopped_because
+
+    async def aclose(self) -> None:
+        """Stop every answer still being made (the server is stopping), then the buffer."""
+        tasks = [answer.task for answer in self.live.values() if answer.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.buffer.aclose()
