@@ -261,6 +261,25 @@ def test_a_client_that_comes_back_within_the_grace_period_keeps_the_model_runnin
     assert text_of(dropped.events + rest) == whole_answer(gateway, body)
 
 
+# --- the course's client: course.measure resumes after a simulated drop ------------------------
+
+
+def test_the_course_client_resumes_after_each_drop_with_one_model_call(start_gateway):
+    from course import measure
+
+    gateway = start_gateway(fake_tokens_per_second=60.0, resume_grace_seconds=5.0)
+    body = {**QUESTION, "max_tokens": 40}
+    resumed = measure.resume_after_drops(
+        gateway.url, API_KEY, body, drops=3, tokens_per_connection=4
+    )
+    assert resumed.connections == 4 and resumed.terminal_events == 1
+    assert resumed.ending in ("end_turn", "max_tokens")
+    assert resumed.model_calls == 1
+    assert resumed.tokens_generated == gateway.metric(GENERATED, **MODEL) > 0
+    assert resumed.dollars == pytest.approx(gateway.metric(COST)) and resumed.dollars > 0
+    assert resumed.text == whole_answer(gateway, body)
+
+
 # --- Redis: a resume may land on another worker ---------------------------------------------------
 
 
