@@ -38,13 +38,15 @@ from .errors import GatewayError, problem, problem_from, problem_response
 from .gateway import Gateway
 from .guard import Delta, Finished, end_data
 from .model import Model
+from .replay import build_replay
 from .request_id import RequestIdMiddleware, new_request_id
+from .resumable import ResumableAnswers
 from .session import StreamSession
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .telemetry import Telemetry
-from .wire_sse import PingComment, WatchedEventSourceResponse, sse_body
+from .wire_sse import PingComment, WatchedEventSourceResponse
 
 log = logging.getLogger("gateway")
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
@@ -174,16 +176,66 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
 
 @router.post("/v1/ask/stream")
 async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
+    """The answer as SSE. It is made by a task of its own into the replay buffer, and this
+    response is its first reader, so a client that loses the connection can resume it
+    (`resume_stream`) without a second model call (resumable.py)."""
     session = await admitted_stream(request, key)
     try:
         first = await session.first()
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
-    settings = session.gateway.settings
+    answers: ResumableAnswers = request.app.state.answers
+    await answers.start(session, first, key)
+    return answer_events(request, session.request_id, after=0)
+
+
+@router.get("/v1/ask/stream/{request_id}")
+async def resume_stream(request: Request, request_id: str, key: str = Depends(api_key)) -> Response:
+    """Resume an answer after the last event id the client saw (`Last-Event-ID`, or `?after=`):
+    the events after it, then the rest live if it is still streaming, up to its one terminal
+    event. A resume is not a model call: it reserves no tokens and takes no stream slot, but
+    it needs the key that started the answer and counts against the key's request rate like
+    any request (the `api_key` dependency). Another key's answer is 404, as an unknown one."""
+    after = resume_point(request)
+    state = await request.app.state.answers.buffer.state(request_id, key)
+    if state is None:
+        raise GatewayError("not_found", "No answer with this id for this API key.")
+    if state == "expired":
+        retention = gateway_of(request).settings.stream_retention_seconds
+        raise GatewayError(
+            "stream_expired",
+            f"This answer can no longer be resumed: its events are kept {retention:g} s after "
+            "it ends, and an answer nobody reads is stopped. Ask again.",
+        )
+    return answer_events(request, request_id, after)
+
+
+def resume_point(request: Request) -> int:
+    """The last event id the client has: `Last-Event-ID` (what EventSource sends), else
+    `?after=`, else 0 (from the start)."""
+    given = request.headers.get("last-event-id")
+    if given is None:
+        given = request.query_params.get("after", "0")
+    # ASCII digits only (str.isdigit takes other scripts' digits too), and a sane length.
+    if not (given.isascii() and given.isdigit() and len(given) <= 12):
+        raise GatewayError(
+            "invalid_request", "Last-Event-ID (or after) must be a whole number: an event id."
+        )
+    return int(given)
+
+
+def answer_events(request: Request, request_id: str, after: int) -> Response:
+    """An answer's events after `after`, read from the replay buffer, as an SSE response."""
+    settings = gateway_of(request).settings
+    answers: ResumableAnswers = request.app.state.answers
+
+    async def reader_left(stopped_because: str) -> None:
+        answers.reader_left(request_id, stopped_because)
+
     return WatchedEventSourceResponse(
-        sse_body(first, session.items, session.start_data(), session.request_id),
-        on_close=session.close,
-        headers={**STREAM_HEADERS, "X-Request-Id": session.request_id},
+        answers.buffer.read(request_id, after),
+        on_close=reader_left,
+        headers={**STREAM_HEADERS, "X-Request-Id": request_id},
         ping=settings.ping_seconds,
         ping_message_factory=PingComment,
         send_timeout=settings.send_timeout_seconds,
@@ -220,7 +272,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        # After the server has stopped: close the admission's Redis connections, if any.
+        # After the server has stopped: stop the answers still being made, then close the
+        # Redis connections, if any.
+        await app.state.answers.aclose()
         await gateway.admission.aclose()
 
     app = FastAPI(
@@ -236,6 +290,10 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.chat = hub = ChatHub(gateway)
+    # Resumable SSE answers: in this worker's memory, or in Redis with GATEWAY_REDIS_URL.
+    app.state.answers = ResumableAnswers(
+        build_replay(gateway.settings), gateway.settings.resume_grace_seconds
+    )
     # uvicorn closes every WebSocket with 1012 as it stops, before the lifespan shutdown runs;
     # BackgroundServer.stop calls this first, so each open answer gets an `error` before that.
     app.state.before_server_stop = hub.before_server_stop
