@@ -46,24 +46,30 @@ class ResumableAnswer:
         self.stopped_because = "client_disconnect"
         self.task: asyncio.Task | None = None
         self.watch: asyncio.Task | None = None
+        self.finished = False  # the terminal event is written: nothing left to stop
 
     def start(self, first) -> None:
         self.task = asyncio.create_task(self.produce(first), name=f"answer {self.request_id}")
-        self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
+
+    def first_reader_left(self) -> None:
+        """The POST's own response ended: from now on, the grace period counts. (Not from
+        the start: the response begins reading only after the route has returned.)"""
+        if self.watch is None and not self.finished:
+            self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
 
     async def produce(self, first) -> None:
         session, buffer, request_id = self.session, self.buffer, self.request_id
         body = sse_body(first, session.items, session.start_data(), request_id)
-        progress, event_id, finished = session.progress, 0, False
+        progress, event_id = session.progress, 0
         try:
             async for event in body:
                 event_id += 1
                 if event_id > 1 and (progress.finished is not None or progress.error is not None):
                     # The terminal event: settle first, then let the readers see it.
+                    self.finished = True
                     await session.close()
                     await buffer.append(request_id, event_id, event)
                     await buffer.finish(request_id)
-                    finished = True
                     return
                 await buffer.append(request_id, event_id, event)
         finally:
@@ -74,22 +80,16 @@ class ResumableAnswer:
             with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
                 await body.aclose()
                 await session.close(self.stopped_because)
-                if not finished:
+                if not self.finished:
                     await buffer.abandon(request_id)
 
     async def watch_readers(self) -> None:
         """Stop the answer once no client has read it for the grace period."""
         try:
-            while True:
-                left = await self.buffer.grace_left(self.request_id)
-                if left <= 0:
-                    break
-                # Look again well within the grace: the model stops at most a quarter of the
-                # grace period late.
-                await asyncio.sleep(min(left, self.grace / 4))
+            await self.buffer.unread_for_grace(self.request_id)
         except Exception:  # the buffer's store failed: nobody can resume, so stop the model
             log.warning("could not tell whether answer %s has a reader", self.request_id)
-        if self.task is not None:
+        if self.task is not None and not self.finished:
             self.task.cancel()
 
 
@@ -110,10 +110,12 @@ class ResumableAnswers:
         return answer
 
     def reader_left(self, request_id: str, stopped_because: str) -> None:
-        """A reader's connection ended; if it is the last, this names the answer's ending."""
+        """A reader's connection on this worker ended: the first one starts the grace
+        period's watch; the last one names the answer's ending, should nobody come back."""
         answer = self.live.get(request_id)
         if answer is not None:
             answer.stopped_because = stopped_because
+            answer.first_reader_left()
 
     async def aclose(self) -> None:
         """Stop every answer still being made (the server is stopping), then the buffer."""
