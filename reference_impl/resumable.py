@@ -26,9 +26,10 @@ import logging
 
 import anyio
 
+from . import wire_sse
 from .replay import ReplayBuffer
 from .session import StreamSession
-from .wire_sse import CLOSE_TIMEOUT_SECONDS, sse_body
+from .wire_sse import sse_body
 
 log = logging.getLogger("gateway.resume")
 
@@ -67,7 +68,7 @@ class ResumableAnswer:
                 if event_id > 1 and (progress.finished is not None or progress.error is not None):
                     # The terminal event: settle first, then let the readers see it.
                     self.finished = True
-                    await session.close()
+                    await self.close_session()
                     await buffer.append(request_id, event_id, event)
                     await buffer.finish(request_id)
                     return
@@ -75,13 +76,19 @@ class ResumableAnswer:
         finally:
             if self.watch is not None:
                 self.watch.cancel()
-            # Shielded and bounded, as the response's own clean-up was: a cancelled answer
-            # (no reader came back, the server stops) still stops its model and settles.
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+            with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
                 await body.aclose()
-                await session.close(self.stopped_because)
-                if not self.finished:
+            await self.close_session()
+            if not self.finished:
+                with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
                     await buffer.abandon(request_id)
+
+    async def close_session(self) -> None:
+        # Shielded and bounded, as the response's own clean-up was: a cancelled answer (no
+        # reader came back, the server stops) still stops its model and settles, and a model
+        # that will not close cannot hold the bill or the terminal event back.
+        with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
+            await self.session.close(self.stopped_because)
 
     async def watch_readers(self) -> None:
         """Stop the answer once no client has read it for the grace period."""
