@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -37,7 +38,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .settings import Settings
+from .shared_limits import REDIS_DOWN
 
+log = logging.getLogger("gateway.resume")
 Clock = Callable[[], float]
 # What a lookup finds: the answer is streaming, finished (and replayable), or was replayable
 # once and no longer is. None: no such answer for this key (unknown, or another key's).
@@ -81,9 +84,9 @@ class ReplayBuffer(Protocol):
         terminal one (or until the answer is abandoned or expires). Several events may come in
         one piece."""
 
-    async def grace_left(self, request_id: str) -> float:
-        """Seconds until the answer has had no reader for the grace period: the full grace
-        while a client (on any worker sharing the buffer) reads it, 0 once it has run out."""
+    async def unread_for_grace(self, request_id: str) -> None:
+        """Return once no client (on any worker sharing the buffer) has read the answer for
+        the grace period; at once when the answer is gone."""
 
     async def aclose(self) -> None:
         """Close connections."""
@@ -101,6 +104,8 @@ class MemoryAnswer:
     expires_at: float = float("inf")
     readers: int = 0
     last_read_at: float = 0.0  # when the last reader left (or the answer opened)
+    # Set while nobody reads: what the grace period's watcher waits on meanwhile.
+    unread: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when something changed (an event, the end); readers that found nothing new wait on
     # it. Only set when someone waits: the writer's per-event cost stays one list append.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,13 +122,18 @@ class MemoryReplay:
         self.grace = settings.resume_grace_seconds
         self.clock = clock
         self.answers: dict[str, MemoryAnswer] = {}
+        # Finished answers in the order they expire (one retention for all: the order they
+        # finished), so the sweep looks only at those due.
+        self.expiring: deque[tuple[float, str]] = deque()
         # request id -> owner of answers whose events are gone, oldest first.
         self.expired: OrderedDict[str, str] = OrderedDict()
 
     def forget_expired(self) -> None:
         now = self.clock()
-        for request_id in [r for r, a in self.answers.items() if a.expires_at <= now]:
-            self.drop(request_id)
+        while self.expiring and self.expiring[0][0] <= now:
+            _, request_id = self.expiring.popleft()
+            if request_id in self.answers:
+                self.drop(request_id)
 
     def drop(self, request_id: str) -> None:
         answer = self.answers.pop(request_id)
@@ -152,6 +162,7 @@ class MemoryReplay:
         if answer is not None:
             answer.done = True
             answer.expires_at = self.clock() + self.retention
+            self.expiring.append((answer.expires_at, request_id))
             answer.changed.set()
 
     async def abandon(self, request_id: str) -> None:
@@ -173,6 +184,7 @@ class MemoryReplay:
         if answer is None:
             return
         answer.readers += 1
+        answer.unread.clear()
         position = after
         try:
             while True:
@@ -193,14 +205,20 @@ class MemoryReplay:
         finally:
             answer.readers -= 1
             answer.last_read_at = self.clock()
+            if answer.readers == 0:
+                answer.unread.set()
 
-    async def grace_left(self, request_id: str) -> float:
-        answer = self.answers.get(request_id)
-        if answer is None:
-            return 0.0
-        if answer.readers > 0:
-            return self.grace
-        return max(0.0, answer.last_read_at + self.grace - self.clock())
+    async def unread_for_grace(self, request_id: str) -> None:
+        # No polling while someone reads: the watcher sleeps until the last reader leaves,
+        # then for what is left of the grace period, and looks again.
+        while (answer := self.answers.get(request_id)) is not None and not answer.done:
+            if answer.readers > 0:
+                await answer.unread.wait()
+                continue
+            left = answer.last_read_at + self.grace - self.clock()
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
 
     async def aclose(self) -> None:
         return None
@@ -291,11 +309,16 @@ class RedisReplay:
         events, _, reader = self.keys(request_id)
         cursor = f"{after}-0"
         while True:
-            await self.client.set(reader, b"1", px=self.reader_ms)
-            found = await self.client.xread({events: cursor}, block=self.block_ms, count=512)
-            if not found:
-                if not await self.client.exists(events):
+            try:
+                await self.client.set(reader, b"1", px=self.reader_ms)
+                found = await self.client.xread({events: cursor}, block=self.block_ms, count=512)
+                if not found and not await self.client.exists(events):
                     return  # abandoned or expired while we waited
+            except REDIS_DOWN as error:
+                # The stream ends without its terminal event: the client resumes later.
+                log.warning("answer %s: replay buffer unreachable (%s)", request_id, error)
+                return
+            if not found:
                 continue
             pieces = []
             for entry_id, fields in found[0][1]:
@@ -307,9 +330,12 @@ class RedisReplay:
                 pieces.append(fields[b"e"])
             yield b"".join(pieces)
 
-    async def grace_left(self, request_id: str) -> float:
+    async def unread_for_grace(self, request_id: str) -> None:
+        # A reader on any worker keeps the key alive; it expires a grace period after the last
+        # read. Wait for that, looking again when its time to live would have run out.
         _, _, reader = self.keys(request_id)
-        return max(0, await self.client.pttl(reader)) / 1000  # -2: no key, no reader
+        while (left_ms := await self.client.pttl(reader)) > 0:  # -2: no key, no reader
+            await asyncio.sleep(left_ms / 1000)
 
     async def aclose(self) -> None:
         await self.client.aclose()

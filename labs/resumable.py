@@ -29,11 +29,25 @@ import logging
 
 import anyio
 
+from . import wire_sse
+from .errors import GatewayError
 from .replay import ReplayBuffer
 from .session import StreamSession
-from .wire_sse import CLOSE_TIMEOUT_SECONDS, sse_body
+from .shared_limits import REDIS_DOWN
+from .wire_sse import sse_body
 
 log = logging.getLogger("gateway.resume")
+
+
+def buffer_unavailable() -> GatewayError:
+    # The same answer as when the shared limits cannot be reached: the store the workers
+    # share is down, and waiting a moment may help.
+    return GatewayError(
+        "limits_unavailable",
+        "The store this gateway keeps streamed answers in cannot be reached right now; "
+        "try again shortly.",
+        retry_after_seconds=1.0,
+    )
 
 
 class ResumableAnswer:
@@ -49,50 +63,65 @@ class ResumableAnswer:
         self.stopped_because = "client_disconnect"
         self.task: asyncio.Task | None = None
         self.watch: asyncio.Task | None = None
+        self.finished = False  # the terminal event is written: nothing left to stop
 
     def start(self, first) -> None:
         self.task = asyncio.create_task(self.produce(first), name=f"answer {self.request_id}")
-        self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
+
+    def first_reader_left(self) -> None:
+        """The POST's own response ended: from now on, the grace period counts. (Not from
+        the start: the response begins reading only after the route has returned.)"""
+        if self.watch is None and not self.finished:
+            self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
 
     async def produce(self, first) -> None:
         session, buffer, request_id = self.session, self.buffer, self.request_id
         body = sse_body(first, session.items, session.start_data(), request_id)
-        progress, event_id, finished = session.progress, 0, False
+        progress, event_id = session.progress, 0
         try:
             async for event in body:
                 event_id += 1
                 if event_id > 1 and (progress.finished is not None or progress.error is not None):
                     # The terminal event: settle first, then let the readers see it.
-                    await session.close()
+                    self.finished = True
+                    await self.close_session()
                     await buffer.append(request_id, event_id, event)
                     await buffer.finish(request_id)
-                    finished = True
                     return
                 await buffer.append(request_id, event_id, event)
+        except REDIS_DOWN as error:
+            # Nobody can read the answer any more: stop the model, as for a client gone.
+            log.warning(
+                "answer %s stopped: its replay buffer is unreachable (%s)", request_id, error
+            )
+            session.fail(buffer_unavailable())
         finally:
             if self.watch is not None:
                 self.watch.cancel()
-            # Shielded and bounded, as the response's own clean-up was: a cancelled answer
-            # (no reader came back, the server stops) still stops its model and settles.
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+            with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
                 await body.aclose()
-                await session.close(self.stopped_because)
-                if not finished:
-                    await buffer.abandon(request_id)
+            await self.close_session()
+            if not self.finished:
+                with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
+                    try:
+                        await buffer.abandon(request_id)
+                    except REDIS_DOWN:
+                        pass  # its key expires on its own
+
+    async def close_session(self) -> None:
+        # Shielded and bounded, as the response's own clean-up was: a cancelled answer (no
+        # reader came back, the server stops) still stops its model and settles, and a model
+        # that will not close cannot hold the bill or the terminal event back.
+        with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
+            await self.session.close(self.stopped_because)
 
     async def watch_readers(self) -> None:
         """Stop the answer once no client has read it for the grace period."""
         try:
-            while True:
-                left = await self.buffer.grace_left(self.request_id)
-                if left <= 0:
-                    break
-                # Look again well within the grace: the model stops at most a quarter of the
-                # grace period late.
-                await asyncio.sleep(min(left, self.grace / 4))
+            await self.buffer.unread_for_grace(self.request_id)
         except Exception:  # the buffer's store failed: nobody can resume, so stop the model
             log.warning("could not tell whether answer %s has a reader", self.request_id)
-        if self.task is not None:
+        if self.task is not None and not self.finished:
             self.task.cancel()
 
 
@@ -105,18 +134,37 @@ class ResumableAnswers:
         self.live: dict[str, ResumableAnswer] = {}
 
     async def start(self, session: StreamSession, first, api_key: str) -> ResumableAnswer:
-        await self.buffer.open(session.request_id, api_key)
+        """Start making the answer; raises limits_unavailable when the buffer is down."""
+        try:
+            await self.buffer.open(session.request_id, api_key)
+        except REDIS_DOWN as error:
+            log.warning(
+                "answer %s refused: its replay buffer is unreachable (%s)",
+                session.request_id,
+                error,
+            )
+            raise buffer_unavailable() from None
         answer = ResumableAnswer(session, self.buffer, self.grace)
         self.live[answer.request_id] = answer
         answer.start(first)
         answer.task.add_done_callback(lambda _: self.live.pop(answer.request_id, None))
         return answer
 
+    async def state(self, request_id: str, api_key: str):
+        """How the answer stands for `api_key` (replay.State, or None: not theirs or unknown);
+        raises limits_unavailable when the buffer is down."""
+        try:
+            return await self.buffer.state(request_id, api_key)
+        except REDIS_DOWN:
+            raise buffer_unavailable() from None
+
     def reader_left(self, request_id: str, stopped_because: str) -> None:
-        """A reader's connection ended; if it is the last, this names the answer's ending."""
+        """A reader's connection on this worker ended: the first one starts the grace
+        period's watch; the last one names the answer's ending, should nobody come back."""
         answer = self.live.get(request_id)
         if answer is not None:
             answer.stopped_because = stopped_because
+            answer.first_reader_left()
 
     async def aclose(self) -> None:
         """Stop every answer still being made (the server is stopping), then the buffer."""

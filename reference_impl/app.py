@@ -182,7 +182,11 @@ async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
     answers: ResumableAnswers = request.app.state.answers
-    await answers.start(session, first, key)
+    try:
+        await answers.start(session, first, key)
+    except GatewayError as error:  # the replay buffer's store is down
+        await session.close(session.fail(error).code)
+        return problem_response(problem_from(error, session.request_id))
     return answer_events(request, session.request_id, after=0)
 
 
@@ -194,7 +198,8 @@ async def resume_stream(request: Request, request_id: str, key: str = Depends(ap
     it needs the key that started the answer and counts against the key's request rate like
     any request (the `api_key` dependency). Another key's answer is 404, as an unknown one."""
     after = resume_point(request)
-    state = await request.app.state.answers.buffer.state(request_id, key)
+    answers: ResumableAnswers = request.app.state.answers
+    state = await answers.state(request_id, key)
     if state is None:
         raise GatewayError("not_found", "No answer with this id for this API key.")
     if state == "expired":

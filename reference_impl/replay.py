@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +35,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .settings import Settings
+from .shared_limits import REDIS_DOWN
 
+log = logging.getLogger("gateway.resume")
 Clock = Callable[[], float]
 # What a lookup finds: the answer is streaming, finished (and replayable), or was replayable
 # once and no longer is. None: no such answer for this key (unknown, or another key's).
@@ -303,11 +306,16 @@ class RedisReplay:
         events, _, reader = self.keys(request_id)
         cursor = f"{after}-0"
         while True:
-            await self.client.set(reader, b"1", px=self.reader_ms)
-            found = await self.client.xread({events: cursor}, block=self.block_ms, count=512)
-            if not found:
-                if not await self.client.exists(events):
+            try:
+                await self.client.set(reader, b"1", px=self.reader_ms)
+                found = await self.client.xread({events: cursor}, block=self.block_ms, count=512)
+                if not found and not await self.client.exists(events):
                     return  # abandoned or expired while we waited
+            except REDIS_DOWN as error:
+                # The stream ends without its terminal event: the client resumes later.
+                log.warning("answer %s: replay buffer unreachable (%s)", request_id, error)
+                return
+            if not found:
                 continue
             pieces = []
             for entry_id, fields in found[0][1]:

@@ -27,11 +27,24 @@ import logging
 import anyio
 
 from . import wire_sse
+from .errors import GatewayError
 from .replay import ReplayBuffer
 from .session import StreamSession
+from .shared_limits import REDIS_DOWN
 from .wire_sse import sse_body
 
 log = logging.getLogger("gateway.resume")
+
+
+def buffer_unavailable() -> GatewayError:
+    # The same answer as when the shared limits cannot be reached: the store the workers
+    # share is down, and waiting a moment may help.
+    return GatewayError(
+        "limits_unavailable",
+        "The store this gateway keeps streamed answers in cannot be reached right now; "
+        "try again shortly.",
+        retry_after_seconds=1.0,
+    )
 
 
 class ResumableAnswer:
@@ -73,6 +86,12 @@ class ResumableAnswer:
                     await buffer.finish(request_id)
                     return
                 await buffer.append(request_id, event_id, event)
+        except REDIS_DOWN as error:
+            # Nobody can read the answer any more: stop the model, as for a client gone.
+            log.warning(
+                "answer %s stopped: its replay buffer is unreachable (%s)", request_id, error
+            )
+            session.fail(buffer_unavailable())
         finally:
             if self.watch is not None:
                 self.watch.cancel()
@@ -81,7 +100,10 @@ class ResumableAnswer:
             await self.close_session()
             if not self.finished:
                 with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
-                    await buffer.abandon(request_id)
+                    try:
+                        await buffer.abandon(request_id)
+                    except REDIS_DOWN:
+                        pass  # its key expires on its own
 
     async def close_session(self) -> None:
         # Shielded and bounded, as the response's own clean-up was: a cancelled answer (no
@@ -109,12 +131,29 @@ class ResumableAnswers:
         self.live: dict[str, ResumableAnswer] = {}
 
     async def start(self, session: StreamSession, first, api_key: str) -> ResumableAnswer:
-        await self.buffer.open(session.request_id, api_key)
+        """Start making the answer; raises limits_unavailable when the buffer is down."""
+        try:
+            await self.buffer.open(session.request_id, api_key)
+        except REDIS_DOWN as error:
+            log.warning(
+                "answer %s refused: its replay buffer is unreachable (%s)",
+                session.request_id,
+                error,
+            )
+            raise buffer_unavailable() from None
         answer = ResumableAnswer(session, self.buffer, self.grace)
         self.live[answer.request_id] = answer
         answer.start(first)
         answer.task.add_done_callback(lambda _: self.live.pop(answer.request_id, None))
         return answer
+
+    async def state(self, request_id: str, api_key: str):
+        """How the answer stands for `api_key` (replay.State, or None: not theirs or unknown);
+        raises limits_unavailable when the buffer is down."""
+        try:
+            return await self.buffer.state(request_id, api_key)
+        except REDIS_DOWN:
+            raise buffer_unavailable() from None
 
     def reader_left(self, request_id: str, stopped_because: str) -> None:
         """A reader's connection on this worker ended: the first one starts the grace

@@ -313,3 +313,24 @@ def test_on_redis_an_answer_expires_with_its_key(start_gateway, redis_url):
         assert time.monotonic() < deadline, "the Redis stream did not expire"
         time.sleep(0.05)
     assert response.status_code == 410 and response.json()["code"] == "stream_expired"
+
+
+def test_with_redis_down_a_stream_is_a_503_problem_and_nothing_is_held(
+    start_gateway, redis_server, capfd
+):
+    # Admission falls back to this worker's limits; the answers' buffer has no fallback (a
+    # resume must find the answer wherever it lands), so the stream is refused, not broken.
+    gateway = start_gateway(
+        redis_url=redis_server.url, redis_unavailable="per_worker", redis_timeout_seconds=0.2
+    )
+    request_id = gateway.client().stream(QUESTION).response.headers["x-request-id"]
+    redis_server.stop()
+    refused = gateway.client().stream(QUESTION)
+    assert refused.response.status_code == 503
+    problem = refused.response.json()
+    assert problem["code"] == "limits_unavailable" and problem["retryable"] is True
+    assert "retry-after" in refused.response.headers
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    resumed, _ = resume(gateway, request_id, 0)
+    assert resumed.status_code == 503 and resumed.json()["code"] == "limits_unavailable"
+    assert "Traceback" not in capfd.readouterr().err
