@@ -334,3 +334,18 @@ def test_with_redis_down_a_stream_is_a_503_problem_and_nothing_is_held(
     resumed, _ = resume(gateway, request_id, 0)
     assert resumed.status_code == 503 and resumed.json()["code"] == "limits_unavailable"
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_stopping_the_server_stops_an_answer_waiting_for_its_reader_and_settles_it(
+    start_gateway,
+):
+    gateway = start_gateway(
+        fake_behavior="runaway", fake_tokens_per_second=100.0, resume_grace_seconds=60.0
+    )
+    drop_after(gateway, {**QUESTION, "max_tokens": 1000}, deltas=2)
+    assert gateway.metric("gateway_streams_active") == 1  # waiting for a resume
+    gateway.server.stop()
+    # No model is left running in a stopped server: stopped, billed and counted once.
+    assert gateway.metric("gateway_streams_active") == 0
+    assert gateway.metric(CANCELLED, reason="client_disconnect") == 1
+    assert gateway.metric("gateway_stream_duration_seconds_count") == 1
