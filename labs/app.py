@@ -8,7 +8,9 @@ request -> edge checks (edge.py) -> admission (limits.py) -> model stream (model
            wire_ws.py for the WebSocket chat, whose connections chat.py serves)
 
 A stream's whole life (admission, the guarded model stream, its single close and its bill) is
-one `StreamSession` (session.py); the routes here only encode what it yields. Routes read the
+one `StreamSession` (session.py); the routes here only encode what it yields. An SSE answer is
+made by a task of its own into a replay buffer (resumable.py, replay.py), so a client that
+lost its connection resumes it with `GET /v1/ask/stream/{request_id}`. Routes read the
 app's `Gateway` from `request.app.state`, and every /v1 route starts with the same dependency,
 `api_key`: a known key within its request rate. `create_app` only assembles.
 

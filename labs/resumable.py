@@ -37,6 +37,8 @@ from .shared_limits import REDIS_DOWN
 from .wire_sse import sse_body
 
 log = logging.getLogger("gateway.resume")
+# The answer's maker lets the event loop run after this many events, however fast the model.
+YIELD_EVERY = 16
 
 
 def buffer_unavailable() -> GatewayError:
@@ -64,9 +66,17 @@ class ResumableAnswer:
         self.task: asyncio.Task | None = None
         self.watch: asyncio.Task | None = None
         self.finished = False  # the terminal event is written: nothing left to stop
+        self.event_id = 0  # the id of the last event written
+        self.body = None  # the encoded events (wire_sse.sse_body), from `start`
 
-    def start(self, first) -> None:
-        self.task = asyncio.create_task(self.produce(first), name=f"answer {self.request_id}")
+    async def start(self, first) -> None:
+        """Write the first events (`start`, then the first token or the end) at once, so the
+        response finds them as it starts, then make the rest in a task of its own."""
+        session = self.session
+        self.body = sse_body(first, session.items, session.start_data(), self.request_id)
+        for _ in range(2):  # neither waits for the model: `first` is already here
+            await self.write(await anext(self.body))
+        self.task = asyncio.create_task(self.produce(), name=f"answer {self.request_id}")
 
     def first_reader_left(self) -> None:
         """The POST's own response ended: from now on, the grace period counts. (Not from
@@ -74,37 +84,43 @@ class ResumableAnswer:
         if self.watch is None and not self.finished:
             self.watch = asyncio.create_task(self.watch_readers(), name=f"grace {self.request_id}")
 
-    async def produce(self, first) -> None:
-        session, buffer, request_id = self.session, self.buffer, self.request_id
-        body = sse_body(first, session.items, session.start_data(), request_id)
-        progress, event_id = session.progress, 0
+    async def write(self, event: bytes) -> None:
+        """Add the next event to the buffer; the terminal one only once the bill is final."""
+        self.event_id += 1
+        progress = self.session.progress
+        if self.event_id > 1 and (progress.finished is not None or progress.error is not None):
+            # The terminal event: settle first, then let the readers see it.
+            self.finished = True
+            await self.close_session()
+            await self.buffer.append(self.request_id, self.event_id, event)
+            await self.buffer.finish(self.request_id)
+            return
+        await self.buffer.append(self.request_id, self.event_id, event)
+
+    async def produce(self) -> None:
         try:
-            async for event in body:
-                event_id += 1
-                if event_id > 1 and (progress.finished is not None or progress.error is not None):
-                    # The terminal event: settle first, then let the readers see it.
-                    self.finished = True
-                    await self.close_session()
-                    await buffer.append(request_id, event_id, event)
-                    await buffer.finish(request_id)
-                    return
-                await buffer.append(request_id, event_id, event)
+            async for event in self.body:
+                await self.write(event)
+                if self.event_id % YIELD_EVERY == 0:
+                    # A model that never waits (a cache, a fast local model) would otherwise
+                    # hold the event loop until its last token: no reader could send meanwhile.
+                    await asyncio.sleep(0)
         except REDIS_DOWN as error:
             # Nobody can read the answer any more: stop the model, as for a client gone.
             log.warning(
-                "answer %s stopped: its replay buffer is unreachable (%s)", request_id, error
+                "answer %s stopped: its replay buffer is unreachable (%s)", self.request_id, error
             )
-            session.fail(buffer_unavailable())
+            self.session.fail(buffer_unavailable())
         finally:
             if self.watch is not None:
                 self.watch.cancel()
             with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
-                await body.aclose()
+                await self.body.aclose()
             await self.close_session()
             if not self.finished:
                 with anyio.move_on_after(wire_sse.CLOSE_TIMEOUT_SECONDS, shield=True):
                     try:
-                        await buffer.abandon(request_id)
+                        await self.buffer.abandon(self.request_id)
                     except REDIS_DOWN:
                         pass  # its key expires on its own
 
@@ -135,8 +151,10 @@ class ResumableAnswers:
 
     async def start(self, session: StreamSession, first, api_key: str) -> ResumableAnswer:
         """Start making the answer; raises limits_unavailable when the buffer is down."""
+        answer = ResumableAnswer(session, self.buffer, self.grace)
         try:
             await self.buffer.open(session.request_id, api_key)
+            await answer.start(first)
         except REDIS_DOWN as error:
             log.warning(
                 "answer %s refused: its replay buffer is unreachable (%s)",
@@ -144,9 +162,7 @@ class ResumableAnswers:
                 error,
             )
             raise buffer_unavailable() from None
-        answer = ResumableAnswer(session, self.buffer, self.grace)
         self.live[answer.request_id] = answer
-        answer.start(first)
         answer.task.add_done_callback(lambda _: self.live.pop(answer.request_id, None))
         return answer
 

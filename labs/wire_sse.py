@@ -86,11 +86,12 @@ class WatchedEventSourceResponse(EventSourceResponse):
     """sse-starlette's response, with the send timeout kept by a `SendWatchdog`, and a
     clean-up callback that runs once, however the stream ends.
 
-    `on_close(stopped_because)` is where the caller stops the model and bills the stream
-    (`StreamSession.close`). It runs after the response has finished or failed, outside
-    sse-starlette's task group, so a cancelled stream (client gone, send timeout, shutdown)
-    still runs it to the end. It is told "send_timeout" when the watchdog dropped the stream,
-    "client_disconnect" otherwise (which counts only when the stream had not reached its end).
+    `on_close(stopped_because)` is where the caller learns the response is over: for a
+    resumable answer (resumable.py), that its reader left. It runs after the response has
+    finished or failed, outside sse-starlette's task group, so a cancelled stream (client
+    gone, send timeout, shutdown) still runs it to the end. It is told "send_timeout" when
+    the watchdog dropped the stream, "client_disconnect" otherwise (which counts only when
+    the stream had not reached its end).
     """
 
     def __init__(

@@ -49,6 +49,8 @@ REMEMBER_EXPIRED_SECONDS = 24 * 3600.0
 REMEMBER_EXPIRED_MAX = 100_000
 # A Redis reader blocks at most this long per XREAD, then says it is still reading.
 READ_BLOCK_SECONDS = 1.0
+# The most events a reader sends in one piece (events that came while it was sending).
+MAX_EVENTS_PER_PIECE = 256
 
 
 def owner_of(api_key: str) -> str:
@@ -187,8 +189,10 @@ class MemoryReplay:
             while True:
                 events = answer.events
                 if position < len(events):
-                    chunk = b"".join(events[position:])
-                    position = len(events)
+                    # What came meanwhile goes out in one piece, a bounded one.
+                    end = min(len(events), position + MAX_EVENTS_PER_PIECE)
+                    chunk = b"".join(events[position:end])
+                    position = end
                     yield chunk
                     continue
                 if answer.done:
@@ -308,7 +312,9 @@ class RedisReplay:
         while True:
             try:
                 await self.client.set(reader, b"1", px=self.reader_ms)
-                found = await self.client.xread({events: cursor}, block=self.block_ms, count=512)
+                found = await self.client.xread(
+                    {events: cursor}, block=self.block_ms, count=MAX_EVENTS_PER_PIECE
+                )
                 if not found and not await self.client.exists(events):
                     return  # abandoned or expired while we waited
             except REDIS_DOWN as error:
