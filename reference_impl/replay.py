@@ -51,6 +51,8 @@ REMEMBER_EXPIRED_MAX = 100_000
 READ_BLOCK_SECONDS = 1.0
 # The most events a reader sends in one piece (events that came while it was sending).
 MAX_EVENTS_PER_PIECE = 256
+# How far the answer's maker may run ahead of its furthest reader (this worker's memory).
+AHEAD_MAX = 256
 
 
 def owner_of(api_key: str) -> str:
@@ -109,6 +111,12 @@ class MemoryAnswer:
     # it. Only set when someone waits: the writer's per-event cost stays one list append.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
+    # Back-pressure, as a stream pulled by its reader has: the writer waits while even the
+    # furthest reader is AHEAD_MAX events behind. Until the first reader has come and gone it
+    # counts as reading (the POST's response starts after the answer does).
+    read_up_to: int = 0
+    first_reader_due: bool = True
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class MemoryReplay:
@@ -140,6 +148,7 @@ class MemoryReplay:
         answer.done = True
         answer.events.clear()
         answer.changed.set()  # a reader still waiting learns it is over
+        answer.drained.set()
         self.expired[request_id] = answer.owner
         while len(self.expired) > REMEMBER_EXPIRED_MAX:
             self.expired.popitem(last=False)
@@ -155,6 +164,13 @@ class MemoryReplay:
         answer.events.append(event)
         if answer.waiting:
             answer.changed.set()
+        while (
+            (answer.readers or answer.first_reader_due)
+            and len(answer.events) - answer.read_up_to >= AHEAD_MAX
+            and not answer.done
+        ):
+            answer.drained.clear()
+            await answer.drained.wait()
 
     async def finish(self, request_id: str) -> None:
         answer = self.answers.get(request_id)
@@ -193,7 +209,10 @@ class MemoryReplay:
                     end = min(len(events), position + MAX_EVENTS_PER_PIECE)
                     chunk = b"".join(events[position:end])
                     position = end
-                    yield chunk
+                    yield chunk  # back here once it is sent: the writer may run ahead again
+                    if position > answer.read_up_to:
+                        answer.read_up_to = position
+                        answer.drained.set()
                     continue
                 if answer.done:
                     return
@@ -205,9 +224,11 @@ class MemoryReplay:
                     answer.waiting -= 1
         finally:
             answer.readers -= 1
+            answer.first_reader_due = False
             answer.last_read_at = self.clock()
             if answer.readers == 0:
                 answer.unread.set()
+                answer.drained.set()  # nobody to wait for: the grace period decides now
 
     async def unread_for_grace(self, request_id: str) -> None:
         # No polling while someone reads: the watcher sleeps until the last reader leaves,
