@@ -349,3 +349,37 @@ def test_stopping_the_server_stops_an_answer_waiting_for_its_reader_and_settles_
     assert gateway.metric("gateway_streams_active") == 0
     assert gateway.metric(CANCELLED, reason="client_disconnect") == 1
     assert gateway.metric("gateway_stream_duration_seconds_count") == 1
+
+
+class ModelThatNeverWaits:
+    """Yields every token at once, never awaiting anything (a cache, a fast local model)."""
+
+    name = "never-waits"
+
+    async def stream(self, request):
+        from reference_impl.model import TextDelta
+
+        while True:
+            yield TextDelta(" token")
+
+
+def test_a_model_that_never_waits_cannot_hold_the_event_loop_while_its_reader_is_slow(
+    start_gateway,
+):
+    gateway = start_gateway(
+        model=ModelThatNeverWaits(), max_tokens_cap=1_000_000, max_stream_seconds=60
+    )
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {**QUESTION, "max_tokens": 500_000}  # within the test key's tokens per minute
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=5) as http:
+        with httpx_sse.connect_sse(http, "POST", "/v1/ask/stream", json=body) as source:
+            events = source.iter_sse()
+            assert next(events).event == "start"
+            assert next(events).event == "delta"
+            # The reader pauses; the answer's maker must wait for it, not run on to the end
+            # with the event loop to itself: the gateway still answers others at once.
+            with httpx.Client(base_url=gateway.url, timeout=2) as other:
+                assert other.get("/healthz").status_code == 200
+            assert gateway.metric("gateway_streams_active") == 1
+            generated = gateway.metric(GENERATED, model="never-waits")
+            assert generated < 10_000  # held back by the reader, not all its tokens ahead
