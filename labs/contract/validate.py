@@ -15,6 +15,8 @@ These checks are how "follows" is enforced rather than hoped for:
   Schema validator leaves alone (it is an annotation) so we apply it ourselves;
 - `validate_stream(...)` adds the rules no per-event schema can say: ids count up from 1, the
   first event is `start`, and exactly one terminal event (`end` or `error`) comes last.
+- `validate_resumed_stream(...)` checks the rest of a stream that a client resumed after an
+  id: the ids follow on with no gap, and the one terminal event comes last.
 
 Every failure raises `ContractViolation`, an `AssertionError`, so it reads well in pytest.
 """
