@@ -151,6 +151,9 @@ def gateway_settings(kind: str):
         fake_tokens_per_second=TOKENS_PER_SECOND,
         fake_first_token_seconds=0.2 if kind == "gateway-stream" else 0.0,
         fake_behavior=behaviour,
+        # A client that leaves stops the model after the grace period a resume may come in
+        # (resumable.py); the cancel figure times the stop itself, so the grace is ~0.
+        resume_grace_seconds=0.001,
         **options,
     )
 

@@ -11,7 +11,8 @@ Every helper talks to the gateway over real HTTP on loopback, with a real SSE cl
 - `disconnect_mid_stream`: does generation stop when the reader leaves?
 - `hold_streams`: admit several streams at once and see which limits refuse them;
 - `burst`: many requests in a row, each on a new connection, against a rate limit;
-- `retry_storm`: many clients against a rate limit, retrying at once or honouring Retry-After.
+- `retry_storm`: many clients against a rate limit, retrying at once or honouring Retry-After;
+- `resume_after_drops`: an answer whose connection drops, resumed with `Last-Event-ID`.
 
 Waiting for the gateway is done on a condition with a deadline (a meter reaching a value),
 never on a fixed sleep.
@@ -677,6 +678,84 @@ def impatient_client(
         answered=answered,
         seconds=seconds,
         model_calls=admitted,
+        tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
+        dollars=metric(base_url, COST) - dollars,
+    )
+
+
+# --- a dropped stream, resumed: the retry that costs nothing ------------------------------------
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """One streamed answer read over several connections, each but the last dropped."""
+
+    connections: int  # the POST, then one GET per resume
+    events: int  # events received over all of them
+    terminal_events: int  # `end` or `error` events among them: 1 when nothing was lost
+    ending: str  # the terminal event's stop_reason, or its error code
+    text: str  # the answer, put together from every connection's deltas
+    model_calls: int  # requests that reached the model (the gateway's meter)
+    tokens_generated: int  # output tokens the model produced (the cost meter)
+    dollars: float  # the same at the gateway's prices, input tokens included
+
+
+def resume_after_drops(
+    base_url: str,
+    key: str,
+    body: dict[str, Any],
+    *,
+    drops: int = 1,
+    tokens_per_connection: int = 5,
+    model: str = MODEL,
+) -> Resumed:
+    """Stream an answer, drop the connection after `tokens_per_connection` tokens, and resume
+    it with `GET /v1/ask/stream/{request_id}` and `Last-Event-ID`, `drops` times; the last
+    connection reads to the end. A resume continues the same answer: it is not a new request
+    to the model, which the meters show."""
+    calls, generated = (
+        metric(base_url, MODEL_CALLS, model=model),
+        metric(base_url, GENERATED, model=model),
+    )
+    dollars, ended = metric(base_url, COST), metric(base_url, STREAMS_ENDED)
+    seen: list[httpx_sse.ServerSentEvent] = []
+    request_id = None
+    with httpx.Client(base_url=base_url, timeout=60, headers=_headers(key)) as client:
+        for connection in range(drops + 1):
+            if request_id is None:
+                opened = httpx_sse.connect_sse(client, "POST", "/v1/ask/stream", json=body)
+            else:
+                last = {"Last-Event-ID": seen[-1].id}
+                url = f"/v1/ask/stream/{request_id}"
+                opened = httpx_sse.connect_sse(client, "GET", url, headers=last)
+            with opened as source:
+                if source.response.status_code != 200:
+                    source.response.read()
+                    problem = _problem(source.response) or {}
+                    raise ValueError(
+                        f"refused: {source.response.status_code} {problem.get('code')}"
+                    )
+                tokens = 0
+                for event in source.iter_sse():
+                    seen.append(event)
+                    if event.event == "start":
+                        request_id = json.loads(event.data)["request_id"]
+                    tokens += event.event == "delta"
+                    if event.event in TERMINAL:
+                        break
+                    if connection < drops and tokens >= tokens_per_connection:
+                        break  # leaving the block drops the connection mid-answer
+            if seen and seen[-1].event in TERMINAL:
+                break
+    _wait_until_settled(base_url, ended)
+    last = json.loads(seen[-1].data) if seen else {}
+    return Resumed(
+        connections=connection + 1,
+        events=len(seen),
+        terminal_events=sum(event.event in TERMINAL for event in seen),
+        ending=last.get("stop_reason") or last.get("code") or "",
+        text="".join(json.loads(e.data)["text"] for e in seen if e.event == "delta"),
+        model_calls=int(metric(base_url, MODEL_CALLS, model=model) - calls),
         tokens_generated=int(metric(base_url, GENERATED, model=model) - generated),
         dollars=metric(base_url, COST) - dollars,
     )

@@ -36,6 +36,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "unauthorized": ErrorKind(401, "Missing or unknown API key", False),
     "not_found": ErrorKind(404, "Not found", False),
     "method_not_allowed": ErrorKind(405, "Method not allowed", False),
+    # A resume came after the answer's events were dropped: ask again (a new model call).
+    "stream_expired": ErrorKind(410, "Stream no longer resumable", False),
     "request_too_large": ErrorKind(413, "Request body too large", False),
     "headers_too_large": ErrorKind(431, "Request headers too large", False),
     "unsupported_media_type": ErrorKind(415, "Unsupported media type", False),

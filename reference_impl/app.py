@@ -5,7 +5,9 @@ request -> edge checks (edge.py) -> admission (limits.py) -> model stream (model
            wire_ws.py for the WebSocket chat, whose connections chat.py serves)
 
 A stream's whole life (admission, the guarded model stream, its single close and its bill) is
-one `StreamSession` (session.py); the routes here only encode what it yields. Routes read the
+one `StreamSession` (session.py); the routes here only encode what it yields. An SSE answer is
+made by a task of its own into a replay buffer (resumable.py, replay.py), so a client that
+lost its connection resumes it with `GET /v1/ask/stream/{request_id}`. Routes read the
 app's `Gateway` from `request.app.state`, and every /v1 route starts with the same dependency,
 `api_key`: a known key within its request rate. `create_app` only assembles.
 
@@ -36,13 +38,15 @@ from .errors import GatewayError, problem, problem_from, problem_response
 from .gateway import Gateway
 from .guard import Delta, Finished, end_data
 from .model import Model
+from .replay import build_replay
 from .request_id import RequestIdMiddleware, new_request_id
+from .resumable import ResumableAnswers
 from .session import StreamSession
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .telemetry import Telemetry
-from .wire_sse import OpenStreams, PingComment, WatchedEventSourceResponse, sse_body
+from .wire_sse import OpenStreams, PingComment, WatchedEventSourceResponse
 
 log = logging.getLogger("gateway")
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
@@ -173,22 +177,76 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
 
 @router.post("/v1/ask/stream")
 async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
+    """The answer as SSE. It is made by a task of its own into the replay buffer, and this
+    response is its first reader, so a client that loses the connection can resume it
+    (`resume_stream`) without a second model call (resumable.py)."""
     session = await admitted_stream(request, key)
     try:
         async with request.app.state.sse_streams.until_shutdown(session.fail):
             first = await session.first()
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
-    settings = session.gateway.settings
+    answers: ResumableAnswers = request.app.state.answers
+    try:
+        await answers.start(session, first, key)
+    except GatewayError as error:  # the replay buffer's store is down
+        await session.close(session.fail(error).code)
+        return problem_response(problem_from(error, session.request_id))
+    return answer_events(request, session.request_id, after=0)
+
+
+@router.get("/v1/ask/stream/{request_id}")
+async def resume_stream(request: Request, request_id: str, key: str = Depends(api_key)) -> Response:
+    """Resume an answer after the last event id the client saw (`Last-Event-ID`, or `?after=`):
+    the events after it, then the rest live if it is still streaming, up to its one terminal
+    event. A resume is not a model call: it reserves no tokens and takes no stream slot, but
+    it needs the key that started the answer and counts against the key's request rate like
+    any request (the `api_key` dependency). Another key's answer is 404, as an unknown one."""
+    after = resume_point(request)
+    answers: ResumableAnswers = request.app.state.answers
+    state = await answers.state(request_id, key)
+    if state is None:
+        raise GatewayError("not_found", "No answer with this id for this API key.")
+    if state == "expired":
+        retention = gateway_of(request).settings.stream_retention_seconds
+        raise GatewayError(
+            "stream_expired",
+            f"This answer can no longer be resumed: its events are kept {retention:g} s after "
+            "it ends, and an answer nobody reads is stopped. Ask again.",
+        )
+    return answer_events(request, request_id, after)
+
+
+def resume_point(request: Request) -> int:
+    """The last event id the client has: `Last-Event-ID` (what EventSource sends), else
+    `?after=`, else 0 (from the start)."""
+    given = request.headers.get("last-event-id")
+    if given is None:
+        given = request.query_params.get("after", "0")
+    # ASCII digits only (str.isdigit takes other scripts' digits too), and a sane length.
+    if not (given.isascii() and given.isdigit() and len(given) <= 12):
+        raise GatewayError(
+            "invalid_request", "Last-Event-ID (or after) must be a whole number: an event id."
+        )
+    return int(given)
+
+
+def answer_events(request: Request, request_id: str, after: int) -> Response:
+    """An answer's events after `after`, read from the replay buffer, as an SSE response."""
+    settings = gateway_of(request).settings
+    answers: ResumableAnswers = request.app.state.answers
+
+    async def reader_left(stopped_because: str) -> None:
+        answers.reader_left(request_id, stopped_because)
+
     return WatchedEventSourceResponse(
-        sse_body(first, session.items, session.start_data(), session.request_id),
-        on_close=session.close,
-        headers={**STREAM_HEADERS, "X-Request-Id": session.request_id},
+        answers.buffer.read(request_id, after),
+        on_close=reader_left,
+        headers={**STREAM_HEADERS, "X-Request-Id": request_id},
         ping=settings.ping_seconds,
         ping_message_factory=PingComment,
         send_timeout=settings.send_timeout_seconds,
         open_streams=request.app.state.sse_streams,
-        on_fail=session.fail,
     )
 
 
@@ -222,7 +280,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        # After the server has stopped: close the admission's Redis connections, if any.
+        # After the server has stopped: stop the answers still being made, then close the
+        # Redis connections, if any.
+        await app.state.answers.aclose()
         await gateway.admission.aclose()
 
     app = FastAPI(
@@ -238,13 +298,17 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.chat = hub = ChatHub(gateway)
+    # Resumable SSE answers: in this worker's memory, or in Redis with GATEWAY_REDIS_URL.
+    app.state.answers = answers = ResumableAnswers(
+        build_replay(gateway.settings), gateway.settings.resume_grace_seconds
+    )
     app.state.sse_streams = sse_streams = OpenStreams(gateway.settings.shutdown_grace_seconds)
 
     async def shutdown_streams() -> None:
         # uvicorn closes every WebSocket with 1012, and sse-starlette cuts every SSE stream, as
-        # the server stops; background.GatewayServer runs this first, so each open stream and
-        # answer gets an `error` shutting_down before that.
-        await asyncio.gather(hub.shutdown(), sse_streams.shutdown())
+        # the server stops; background.GatewayServer runs this first, so each open answer gets
+        # an `error` shutting_down before that (written by the answer, read by its readers).
+        await asyncio.gather(hub.shutdown(), sse_streams.shutdown(answers.shutdown))
 
     app.state.shutdown_streams = shutdown_streams
     # Options that belong to the server, not the app (its bounds on connections, headers,

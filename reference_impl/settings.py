@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     ping_seconds: Seconds = 10.0
     # A client that stops reading: one send may block this long before the stream is dropped.
     send_timeout_seconds: Seconds = 10.0
+    # Resumable streams (reference_impl/resumable.py): a finished answer's events are kept this
+    # long for `GET /v1/ask/stream/{request_id}`, then a resume answers 410 stream_expired.
+    stream_retention_seconds: Seconds = 300.0
+    # A client that left does not stop the model at once: a reconnect within this many seconds
+    # continues the same answer, with no second model call. Past it with no reader, the model
+    # is stopped. Longer: more answers survive a flaky network; each abandoned answer costs up
+    # to this many seconds of tokens.
+    resume_grace_seconds: Seconds = 5.0
 
     # --- rate and concurrency, per API key --------------------------------------------------
     # Token bucket like a usage plan's throttle: rate = refill per second, burst = bucket size

@@ -93,15 +93,16 @@ class WatchedEventSourceResponse(EventSourceResponse):
     """sse-starlette's response, with the send timeout kept by a `SendWatchdog`, and a
     clean-up callback that runs once, however the stream ends.
 
-    `on_close(stopped_because)` is where the caller stops the model and bills the stream
-    (`StreamSession.close`). It runs after the response has finished or failed, outside
-    sse-starlette's task group, so a cancelled stream (client gone, send timeout, shutdown)
-    still runs it to the end. It is told "send_timeout" when the watchdog dropped the stream,
-    "client_disconnect" otherwise (which counts only when the stream had not reached its end).
+    `on_close(stopped_because)` is where the caller learns the response is over: for a
+    resumable answer (resumable.py), that its reader left. It runs after the response has
+    finished or failed, outside sse-starlette's task group, so a cancelled stream (client
+    gone, send timeout, shutdown) still runs it to the end. It is told "send_timeout" when
+    the watchdog dropped the stream, "client_disconnect" otherwise (which counts only when
+    the stream had not reached its end).
 
-    A server that stops ends every open stream through `OpenStreams`: `end_with` cancels the
-    stream where it waits, and the stream settles, then writes one terminal `error` event
-    (`shutting_down`) with the next id, instead of being cut with no end.
+    A server that stops ends every open stream through `OpenStreams`: the answers it reads
+    write their terminal `error` (`shutting_down`) first (resumable.py), and a stream still
+    open after that is ended with `end_with`, which writes one `error` event itself.
     """
 
     def __init__(
@@ -273,12 +274,24 @@ class OpenStreams:
     def discard(self, stream: WatchedEventSourceResponse) -> None:
         self.open.discard(stream)
 
-    async def shutdown(self) -> None:
-        """End every open stream with `shutting_down`, and wait until each has said so."""
+    async def shutdown(
+        self, end_answers: Callable[[GatewayError], Awaitable[None]] | None = None
+    ) -> None:
+        """End every open stream with `shutting_down`, and wait until each has said so.
+
+        `end_answers` ends the answers the streams read (resumable.py): each writes its own
+        terminal `error`, with its next id, and its readers deliver it and end as usual. A
+        stream still open half a grace period later (a reader that is not reading) is ended
+        from here, with an `error` of its own."""
         self.stopping = True
         for task, on_fail in list(self.waiting.items()):
             on_fail(self.error())
             task.cancel()
+        if end_answers is not None:
+            await end_answers(self.error())
+            with anyio.move_on_after(self.grace_seconds / 2):
+                for stream in list(self.open):
+                    await stream.ended.wait()
         streams = list(self.open)
         for stream in streams:
             stream.end_with(self.error())

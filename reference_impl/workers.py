@@ -36,7 +36,8 @@ def limits_scope(app, workers: int) -> str:
         return f"limits: shared by the {workers} workers in Redis (GATEWAY_REDIS_URL)"
     return (
         f"limits: PER WORKER: each of the {workers} workers keeps its own rate, token budget and "
-        f"stream slots, so together they let up to {workers} times the traffic through; set "
+        f"stream slots, so together they let up to {workers} times the traffic through, and a "
+        "dropped stream resumes only if the resume reaches the worker streaming it; set "
         "GATEWAY_REDIS_URL to share them"
     )
 

@@ -28,6 +28,9 @@ TEST_SETTINGS = {
     "rate_limit_burst": 1000,
     "tokens_per_minute": 1_000_000,
     "max_concurrent_streams": 50,
+    # A client that leaves stops the model this soon (resumable.py): tests of other things
+    # need not wait out the default grace period; tests/test_resume.py sets its own.
+    "resume_grace_seconds": 0.2,
 }
 QUESTION = {
     "question": "How long can a connection stay idle?",

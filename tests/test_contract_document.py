@@ -60,6 +60,7 @@ OPERATIONS = {
     ("GET", "/v1/documents"),
     ("POST", "/v1/ask"),
     ("POST", "/v1/ask/stream"),
+    ("GET", "/v1/ask/stream/{request_id}"),  # resume a stream after the last event seen
     ("POST", "/v1/chat/tickets"),  # the browser's ticket for the WebSocket chat (asyncapi.yaml)
     ("GET", "/"),  # the demo page, its files, and the presenter's switch (demo_page.py)
     ("GET", "/demo/assets/{asset}"),
@@ -322,7 +323,10 @@ def test_every_example_matches_its_schema(contract, impl):
             if "serializedValue" in example and "itemSchema" in media:
                 events = impl.sse.parse_stream(example["serializedValue"])
                 assert events[-1]["event"] in ("end", "error"), where
-                assert [e["id"] for e in events] == [str(i) for i in range(1, len(events) + 1)]
+                # Ids follow each other from 1, or, in a resumed stream, from where it resumed.
+                resumed = pointer.startswith("/paths/" + escape("/v1/ask/stream/{request_id}"))
+                first = int(events[0]["id"]) if resumed else 1
+                assert [e["id"] for e in events] == [str(first + i) for i in range(len(events))]
                 for item in events:
                     schema_at(f"{pointer}/itemSchema").validate(item)
                     variant = next(
@@ -526,6 +530,7 @@ def test_route_drift_finds_undocumented_and_unimplemented_routes(checks):
         ("GET", "/openapi.yaml"),
         ("GET", "/docs"),
         ("GET", "/v1/documents"),
+        ("GET", "/v1/ask/stream/{request_id}"),
         ("POST", "/v1/chat/tickets"),
         ("GET", "/"),
         ("GET", "/demo/assets/{asset}"),
@@ -683,6 +688,37 @@ def test_validate_response_checks_a_stream_body_event_by_event(checks):
     cut = wire.rsplit(": ping", 1)[0]  # the stream lost its terminal event
     with pytest.raises(checks.ContractViolation, match=r"POST /v1/ask/stream -> 200.*terminal"):
         checks.validate_response("POST", "/v1/ask/stream", 200, headers, cut.encode())
+
+
+# --- a resumed stream: the rest of a stream, from any id on --------------------------------
+
+
+def test_the_resumed_stream_is_described_event_by_event_with_its_refusals(contract):
+    operation = contract["paths"]["/v1/ask/stream/{request_id}"]["get"]
+    media = operation["responses"]["200"]["content"]
+    assert media["text/event-stream"]["itemSchema"] == {"$ref": "#/components/schemas/StreamEvent"}
+    assert {"400", "401", "404", "410", "429"} <= set(operation["responses"])
+    names = {parameter["name"]: parameter["in"] for parameter in operation["parameters"]}
+    assert names == {"request_id": "path", "Last-Event-ID": "header", "after": "query"}
+
+
+def test_validate_response_accepts_the_rest_of_a_stream_and_rejects_a_gap(checks):
+    headers = {"Content-Type": "text/event-stream; charset=utf-8", "X-Request-Id": REQUEST_ID}
+    rest = good_stream()[2:]  # resumed after event 2: a delta, then the end
+    wire = "".join(f"id: {e['id']}\nevent: {e['event']}\ndata: {e['data']}\n\n" for e in rest)
+    path = f"/v1/ask/stream/{REQUEST_ID}"
+    events = checks.validate_response("GET", path, 200, headers, wire.encode())
+    assert [item["event"] for item in events] == ["delta", "end"]
+    assert checks.validate_response("GET", path, 200, headers, b"") == []  # had it all
+    gap = "".join(
+        f"id: {e['id']}\nevent: {e['event']}\ndata: {e['data']}\n\n" for e in good_stream()[1::2]
+    )
+    with pytest.raises(checks.ContractViolation, match="does not follow"):
+        checks.validate_response("GET", path, 200, headers, gap.encode())
+    with pytest.raises(checks.ContractViolation, match="terminal"):
+        checks.validate_resumed_stream(rest[:-1])
+    with pytest.raises(checks.ContractViolation, match="follow id 1"):
+        checks.validate_resumed_stream(rest, after=1)
 
 
 # --- the documentation page -----------------------------------------------------------------

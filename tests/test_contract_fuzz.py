@@ -47,5 +47,5 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(start_gate
     assert result.returncode == 0, summary + result.stderr[-2000:]
     # Every operation; the presenter's switch answers 404 here (the demo flag is off), as the
     # contract says, so its valid requests are never let through to change the model mid-run.
-    assert "Tested: 10" in summary, summary
+    assert "Tested: 11" in summary, summary
     assert gateway.metric("gateway_rejections_total", code="internal_error") == 0

@@ -12,6 +12,8 @@ These checks are how "follows" is enforced rather than hoped for:
   Schema validator leaves alone (it is an annotation) so we apply it ourselves;
 - `validate_stream(...)` adds the rules no per-event schema can say: ids count up from 1, the
   first event is `start`, and exactly one terminal event (`end` or `error`) comes last.
+- `validate_resumed_stream(...)` checks the rest of a stream that a client resumed after an
+  id: the ids follow on with no gap, and the one terminal event comes last.
 
 Every failure raises `ContractViolation`, an `AssertionError`, so it reads well in pytest.
 """
@@ -33,6 +35,8 @@ from .schemas import CONTRACT_PATH as CONTRACT_PATH  # the contract's file, for 
 from .schemas import HTTP_METHODS, OPENAPI_URI, json_pointer, load_contract
 
 STREAM_EVENT_SCHEMA = "#/components/schemas/StreamEvent"
+# The operation that resumes a stream: its events continue one, so they need not start at 1.
+RESUME_OPERATION = "resumeStream"
 TERMINAL_EVENTS = frozenset({"end", "error"})
 
 
@@ -254,7 +258,9 @@ def validate_response(method: str, path: str, status: int, headers: Any, body_by
     if media_type == "text/event-stream":
         try:
             events = parse_stream(body_bytes.decode("utf-8"))
-            if "itemSchema" in media:
+            if "itemSchema" in media and operation.get("operationId") == RESUME_OPERATION:
+                validate_resumed_stream(events)
+            elif "itemSchema" in media:
                 validate_stream(events)
         except ContractViolation as error:
             raise ContractViolation(f"{where}: {error}") from None
@@ -404,6 +410,38 @@ def validate_stream(events: Iterable[Any]) -> list[Any]:
     """
     fields = [_event_fields(event) for event in events]
     check_stream_order(fields)
+    return [
+        validate_sse_event(
+            f.get("event", "message"), f.get("data", ""), f.get("id"), f.get("retry")
+        )
+        for f in fields
+    ]
+
+
+def validate_resumed_stream(events: Iterable[Any], after: int | None = None) -> list[Any]:
+    """Check the events of a resumed stream (`GET /v1/ask/stream/{request_id}`): the rest of
+    a stream from some id on, so it starts with any event, not necessarily `start`. Its ids
+    follow each other with no gap (the first is `after + 1` when `after` is given), at most
+    one terminal event comes, and it comes last. A stream resumed after its terminal event
+    is empty. Returns the decoded data of every event."""
+    fields = [_event_fields(event) for event in events]
+    previous = after
+    for position, event in enumerate(fields, start=1):
+        name, event_id = event.get("event"), event.get("id")
+        if event_id is None or not str(event_id).isdigit():
+            raise ContractViolation(f"a resumed event ({name}) has no numeric id: {event_id!r}")
+        if previous is not None and int(event_id) != previous + 1:
+            raise ContractViolation(
+                f"event id {event_id} ({name}) does not follow id {previous}: a resume skips "
+                "or repeats no event"
+            )
+        if (name == "start") != (int(event_id) == 1):
+            raise ContractViolation(f"event id {event_id} is {name!r}: only event 1 is 'start'")
+        previous = int(event_id)
+        if name in TERMINAL_EVENTS and position != len(fields):
+            raise ContractViolation(f"event id {event_id} ({name}) is terminal, yet more follow")
+    if fields and fields[-1].get("event") not in TERMINAL_EVENTS:
+        raise ContractViolation("the resumed stream ends without its terminal end or error event")
     return [
         validate_sse_event(
             f.get("event", "message"), f.get("data", ""), f.get("id"), f.get("retry")

@@ -1,9 +1,12 @@
 // The demo page's client: asks the gateway over SSE or the WebSocket chat and shows each answer
 // as it streams, with its figures, and every problem object by its `code`.
-// It never retries by itself: a retryable error offers a button once the wait is over.
+// It never retries a request by itself: a retryable error offers a button once the wait is
+// over. A dropped SSE stream is resumed instead (GET /v1/ask/stream/{id} with Last-Event-ID):
+// not a retry, the same answer continues and the model is not called again.
 "use strict";
 
 const KEY_STORAGE = "gateway-api-key";
+const MAX_RESUMES = 3; // reconnects of one dropped answer before the page gives up
 const PASTE = "__paste__";
 const $ = (id) => document.getElementById(id);
 
@@ -27,6 +30,7 @@ const PROBLEM_TEXT = {
   invalid_request: "The gateway refused the request as malformed.",
   unsupported_media_type: "The gateway refused the request's content type.",
   internal_error: "The gateway failed; quote the request id.",
+  stream_expired: "The dropped answer can no longer be resumed: ask again.",
 };
 
 // WebSocket close codes the gateway uses (asyncapi.yaml), plus the browser's own 1006.
@@ -116,6 +120,9 @@ function finishTurn(turn, stopReason, usage) {
   showFigures(turn);
   $("fig-stop").textContent = stopReason;
   const parts = [`stop reason: ${stopReason}`, `${turn.answer.tokens} tokens`];
+  if (turn.dataset.resumes) {
+    parts.push(`resumed ${turn.dataset.resumes}× after a dropped connection`);
+  }
   if (usage) {
     turn.dataset.inputTokens = String(usage.input_tokens);
     $("fig-input").textContent = String(usage.input_tokens);
@@ -242,7 +249,9 @@ async function askSse(body) {
     return;
   }
   let terminal = false;
-  const onEvent = (name, data) => {
+  let lastEventId = null; // the id of the last event read, for Last-Event-ID on a resume
+  const onEvent = (name, data, id) => {
+    if (id !== null) lastEventId = id;
     const payload = JSON.parse(data);
     if (name === "start") {
       turn.dataset.requestId = payload.request_id;
@@ -257,15 +266,44 @@ async function askSse(body) {
       failTurn(turn, payload, retry);
     }
   };
-  try {
-    await readEvents(response.body, onEvent);
-    if (!terminal) {
-      failTurn(turn, localProblem("stream_cut", "The stream closed before its end event."), retry);
+  let stream = response.body;
+  let cut = null; // why the last connection ended early
+  for (let resumes = 0; ; resumes += 1) {
+    try {
+      await readEvents(stream, onEvent);
+      cut = "The stream closed before its end event.";
+    } catch (error) {
+      if (controller.signal.aborted) {
+        finishTurn(turn, "stopped (request aborted)", null);
+        return;
+      }
+      cut = String(error);
     }
-  } catch (error) {
-    if (controller.signal.aborted) finishTurn(turn, "stopped (request aborted)", null);
-    else failTurn(turn, localProblem("stream_cut", String(error)), retry);
+    if (terminal) return;
+    const requestId = turn.dataset.requestId;
+    if (!requestId || resumes >= MAX_RESUMES) break;
+    // The connection dropped mid-answer: pick it up after the last event we have.
+    try {
+      const resumed = await fetch(`/v1/ask/stream/${encodeURIComponent(requestId)}`, {
+        headers: authHeaders({ Accept: "text/event-stream", "Last-Event-ID": lastEventId || "0" }),
+        signal: controller.signal,
+      });
+      if (!resumed.ok) {
+        failTurn(turn, await problemOf(resumed), retry);
+        return;
+      }
+      turn.dataset.resumes = String(resumes + 1);
+      stream = resumed.body;
+    } catch (error) {
+      if (controller.signal.aborted) {
+        finishTurn(turn, "stopped (request aborted)", null);
+        return;
+      }
+      cut = String(error);
+      break;
+    }
   }
+  failTurn(turn, localProblem("stream_cut", cut), retry);
 }
 
 // Parse a text/event-stream body by the standard: lines end with CRLF, LF or CR; a blank line
@@ -275,6 +313,7 @@ async function readEvents(stream, onEvent) {
   let buffer = "";
   let name = "";
   let data = [];
+  let id = null; // the last event id seen: it carries over to later events, as the standard says
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
@@ -283,7 +322,7 @@ async function readEvents(stream, onEvent) {
     buffer = lines.pop(); // an unfinished line waits for the next chunk
     for (const line of lines) {
       if (line === "") {
-        if (data.length) onEvent(name || "message", data.join("\n"));
+        if (data.length) onEvent(name || "message", data.join("\n"), id);
         name = "";
         data = [];
         continue;
@@ -295,7 +334,7 @@ async function readEvents(stream, onEvent) {
       if (val.startsWith(" ")) val = val.slice(1);
       if (field === "event") name = val;
       else if (field === "data") data.push(val);
-      // `id` and `retry` matter to a reconnecting EventSource; this client never reconnects.
+      else if (field === "id") id = val; // sent back as Last-Event-ID if the stream drops
     }
   }
 }

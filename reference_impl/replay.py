@@ -1,0 +1,372 @@
+"""Where a streamed answer's events wait for a client that reconnects: the replay buffer.
+
+Every SSE event of an answer is written here, already encoded, under its id (1, 2, 3, ...).
+A client that lost its connection asks `GET /v1/ask/stream/{request_id}` with the last id it
+saw and reads the events after it from here: first those already written, then, while the
+answer is still streaming, each new one as it comes, up to the one terminal event.
+
+Two implementations behind one `ReplayBuffer` protocol, picked by `build_replay(settings)`:
+- `MemoryReplay`, the embedded default: this worker's memory. A resume must reach the worker
+  that streams the answer;
+- `RedisReplay`, with `GATEWAY_REDIS_URL`: one Redis Stream per answer (XADD to write, XRANGE
+  and XREAD BLOCK to read), so a resume that lands on any worker replays and continues.
+
+What bounds it. An answer has at most max_tokens + 2 events (start, one per token, one
+terminal), so one answer's events are bounded by the gateway's max_tokens cap; a finished
+answer is kept for `stream_retention_seconds` (Redis: the key's expiry), then only the fact
+that it existed is kept a while longer, so a late resume is told `410 stream_expired` rather
+than `404`. An answer is readable only with the API key that started it: the owner is kept
+as a hash of the key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .settings import Settings
+from .shared_limits import REDIS_DOWN
+
+log = logging.getLogger("gateway.resume")
+Clock = Callable[[], float]
+# What a lookup finds: the answer is streaming, finished (and replayable), or was replayable
+# once and no longer is. None: no such answer for this key (unknown, or another key's).
+State = Literal["live", "done", "expired"]
+# How long the fact that an answer existed outlives its events, so a late resume hears 410
+# (too late) rather than 404 (never was). Only its owner's hash is kept that long.
+REMEMBER_EXPIRED_SECONDS = 24 * 3600.0
+# The most expired answers one worker's memory remembers (oldest forgotten first).
+REMEMBER_EXPIRED_MAX = 100_000
+# A Redis reader blocks at most this long per XREAD, then says it is still reading.
+READ_BLOCK_SECONDS = 1.0
+# The most events a reader sends in one piece (events that came while it was sending).
+MAX_EVENTS_PER_PIECE = 256
+# How far the answer's maker may run ahead of its furthest reader (this worker's memory).
+AHEAD_MAX = 256
+
+
+def owner_of(api_key: str) -> str:
+    # Stored and compared as a hash: whoever can list the buffer's keys learns no API key.
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+class ReplayBuffer(Protocol):
+    """One answer's events, written once by the stream that makes them, read by any client
+    of the key that started it."""
+
+    async def open(self, request_id: str, api_key: str) -> None:
+        """Start an answer's buffer, owned by `api_key`; nothing is in it yet."""
+
+    async def append(self, request_id: str, event_id: int, event: bytes) -> None:
+        """Add the encoded event `event_id` (1, 2, 3, ... with no gap)."""
+
+    async def finish(self, request_id: str) -> None:
+        """The terminal event is in: readers stop after it; the retention window starts."""
+
+    async def abandon(self, request_id: str) -> None:
+        """The answer was stopped before its end (no reader came back in time): drop its
+        events; a resume is now told it expired."""
+
+    async def state(self, request_id: str, api_key: str) -> State | None:
+        """Whether `api_key` may resume the answer, and how it stands."""
+
+    def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+        """The encoded events after id `after`, those written and those to come, until the
+        terminal one (or until the answer is abandoned or expires). Several events may come in
+        one piece."""
+
+    async def unread_for_grace(self, request_id: str) -> None:
+        """Return once no client (on any worker sharing the buffer) has read the answer for
+        the grace period; at once when the answer is gone."""
+
+    async def aclose(self) -> None:
+        """Close connections."""
+
+
+# --- this worker's memory ----------------------------------------------------------------------
+
+
+@dataclass
+class MemoryAnswer:
+    owner: str
+    events: list[bytes] = field(default_factory=list)  # events[i] has id i + 1
+    done: bool = False
+    abandoned: bool = False
+    expires_at: float = float("inf")
+    readers: int = 0
+    last_read_at: float = 0.0  # when the last reader left (or the answer opened)
+    # Set while nobody reads: what the grace period's watcher waits on meanwhile.
+    unread: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when something changed (an event, the end); readers that found nothing new wait on
+    # it. Only set when someone waits: the writer's per-event cost stays one list append.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+    # Back-pressure, as a stream pulled by its reader has: the writer waits while even the
+    # furthest reader is AHEAD_MAX events behind. Until the first reader has come and gone it
+    # counts as reading (the POST's response starts after the answer does).
+    read_up_to: int = 0
+    first_reader_due: bool = True
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryReplay:
+    """The embedded default: every answer's events in this worker's memory."""
+
+    scope = "per_worker"
+
+    def __init__(self, settings: Settings, clock: Clock = time.monotonic) -> None:
+        self.retention = settings.stream_retention_seconds
+        self.grace = settings.resume_grace_seconds
+        self.clock = clock
+        self.answers: dict[str, MemoryAnswer] = {}
+        # Finished answers in the order they expire (one retention for all: the order they
+        # finished), so the sweep looks only at those due.
+        self.expiring: deque[tuple[float, str]] = deque()
+        # request id -> owner of answers whose events are gone, oldest first.
+        self.expired: OrderedDict[str, str] = OrderedDict()
+
+    def forget_expired(self) -> None:
+        now = self.clock()
+        while self.expiring and self.expiring[0][0] <= now:
+            _, request_id = self.expiring.popleft()
+            if request_id in self.answers:
+                self.drop(request_id)
+
+    def drop(self, request_id: str) -> None:
+        answer = self.answers.pop(request_id)
+        answer.abandoned = answer.abandoned or not answer.done
+        answer.done = True
+        answer.events.clear()
+        answer.changed.set()  # a reader still waiting learns it is over
+        answer.drained.set()
+        self.expired[request_id] = answer.owner
+        while len(self.expired) > REMEMBER_EXPIRED_MAX:
+            self.expired.popitem(last=False)
+
+    async def open(self, request_id: str, api_key: str) -> None:
+        self.forget_expired()  # each new answer sweeps the old ones: no timer per answer
+        self.answers[request_id] = MemoryAnswer(owner_of(api_key), last_read_at=self.clock())
+
+    async def append(self, request_id: str, event_id: int, event: bytes) -> None:
+        answer = self.answers.get(request_id)
+        if answer is None:
+            return
+        answer.events.append(event)
+        if answer.waiting:
+            answer.changed.set()
+        while (
+            (answer.readers or answer.first_reader_due)
+            and len(answer.events) - answer.read_up_to >= AHEAD_MAX
+            and not answer.done
+        ):
+            answer.drained.clear()
+            await answer.drained.wait()
+
+    async def finish(self, request_id: str) -> None:
+        answer = self.answers.get(request_id)
+        if answer is not None:
+            answer.done = True
+            answer.expires_at = self.clock() + self.retention
+            self.expiring.append((answer.expires_at, request_id))
+            answer.changed.set()
+
+    async def abandon(self, request_id: str) -> None:
+        if request_id in self.answers:
+            self.drop(request_id)
+
+    async def state(self, request_id: str, api_key: str) -> State | None:
+        self.forget_expired()
+        owner = owner_of(api_key)
+        answer = self.answers.get(request_id)
+        if answer is not None:
+            if answer.owner != owner:
+                return None
+            return "done" if answer.done else "live"
+        return "expired" if self.expired.get(request_id) == owner else None
+
+    async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+        answer = self.answers.get(request_id)
+        if answer is None:
+            return
+        answer.readers += 1
+        answer.unread.clear()
+        position = after
+        try:
+            while True:
+                events = answer.events
+                if position < len(events):
+                    # What came meanwhile goes out in one piece, a bounded one.
+                    end = min(len(events), position + MAX_EVENTS_PER_PIECE)
+                    chunk = b"".join(events[position:end])
+                    position = end
+                    yield chunk  # back here once it is sent: the writer may run ahead again
+                    if position > answer.read_up_to:
+                        answer.read_up_to = position
+                        answer.drained.set()
+                    continue
+                if answer.done:
+                    return
+                answer.changed.clear()
+                answer.waiting += 1
+                try:
+                    await answer.changed.wait()
+                finally:
+                    answer.waiting -= 1
+        finally:
+            answer.readers -= 1
+            answer.first_reader_due = False
+            answer.last_read_at = self.clock()
+            if answer.readers == 0:
+                answer.unread.set()
+                answer.drained.set()  # nobody to wait for: the grace period decides now
+
+    async def unread_for_grace(self, request_id: str) -> None:
+        # No polling while someone reads: the watcher sleeps until the last reader leaves,
+        # then for what is left of the grace period, and looks again.
+        while (answer := self.answers.get(request_id)) is not None and not answer.done:
+            if answer.readers > 0:
+                await answer.unread.wait()
+                continue
+            left = answer.last_read_at + self.grace - self.clock()
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- Redis: one stream per answer --------------------------------------------------------------
+# Keys: <prefix>answer:<id> the Redis Stream of events, entry ids "<event id>-0", field "e";
+# the terminal marker is the entry "<last id>-1" with field "end". <prefix>answer:<id>:owner
+# the owner's hash, kept REMEMBER_EXPIRED_SECONDS. <prefix>answer:<id>:reader exists while a
+# client reads (refreshed on every read, expiring after the grace period).
+
+
+class RedisReplay:
+    """Every answer's events in one Redis, readable from every worker that shares it."""
+
+    scope = "shared"
+
+    def __init__(
+        self, settings: Settings, client: aioredis.Redis, *, prefix: str = "gateway:"
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.retention_ms = max(1, round(settings.stream_retention_seconds * 1000))
+        # While streaming, the events are kept as long as the longest stream may last, plus
+        # the retention: a worker that dies mid-answer leaves nothing behind for ever.
+        self.live_ms = self.retention_ms + round(settings.max_stream_seconds * 1000)
+        self.reader_ms = max(1, round(settings.resume_grace_seconds * 1000))
+        self.block_ms = max(1, min(round(READ_BLOCK_SECONDS * 1000), self.reader_ms // 2))
+
+    @classmethod
+    def from_url(cls, settings: Settings, url: str | None = None, **options) -> RedisReplay:
+        timeout = settings.redis_timeout_seconds
+        client = aioredis.Redis.from_url(
+            url or settings.redis_url,
+            # A read may block READ_BLOCK_SECONDS on purpose; the timeout comes on top of it.
+            socket_timeout=READ_BLOCK_SECONDS + timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(settings, client, **options)
+
+    def keys(self, request_id: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}answer:{request_id}"
+        return base, base + ":owner", base + ":reader"
+
+    async def open(self, request_id: str, api_key: str) -> None:
+        _, owner, reader = self.keys(request_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(owner, owner_of(api_key), px=round(REMEMBER_EXPIRED_SECONDS * 1000))
+            pipe.set(reader, b"1", px=self.reader_ms)  # the first client is about to read
+            await pipe.execute()
+
+    async def append(self, request_id: str, event_id: int, event: bytes) -> None:
+        events, _, _ = self.keys(request_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(events, {"e": event}, id=f"{event_id}-0")
+            if event_id == 1:
+                pipe.pexpire(events, self.live_ms)
+            await pipe.execute()
+
+    async def finish(self, request_id: str) -> None:
+        events, _, _ = self.keys(request_id)
+        last = await self.client.xrevrange(events, count=1)
+        last_id = int(last[0][0].split(b"-")[0]) if last else 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(events, {"end": b"1"}, id=f"{last_id}-1")
+            pipe.pexpire(events, self.retention_ms)
+            await pipe.execute()
+
+    async def abandon(self, request_id: str) -> None:
+        events, _, _ = self.keys(request_id)
+        await self.client.delete(events)
+
+    async def state(self, request_id: str, api_key: str) -> State | None:
+        events, owner, _ = self.keys(request_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(owner)
+            pipe.exists(events)
+            pipe.xrevrange(events, count=1)
+            stored_owner, exists, last = await pipe.execute()
+        if stored_owner is None or stored_owner.decode() != owner_of(api_key):
+            return None
+        if not exists:
+            return "expired"
+        return "done" if last and b"end" in last[0][1] else "live"
+
+    async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+        events, _, reader = self.keys(request_id)
+        cursor = f"{after}-0"
+        while True:
+            try:
+                await self.client.set(reader, b"1", px=self.reader_ms)
+                found = await self.client.xread(
+                    {events: cursor}, block=self.block_ms, count=MAX_EVENTS_PER_PIECE
+                )
+                if not found and not await self.client.exists(events):
+                    return  # abandoned or expired while we waited
+            except REDIS_DOWN as error:
+                # The stream ends without its terminal event: the client resumes later.
+                log.warning("answer %s: replay buffer unreachable (%s)", request_id, error)
+                return
+            if not found:
+                continue
+            pieces = []
+            for entry_id, fields in found[0][1]:
+                cursor = entry_id.decode()
+                if b"end" in fields:
+                    if pieces:
+                        yield b"".join(pieces)
+                    return
+                pieces.append(fields[b"e"])
+            yield b"".join(pieces)
+
+    async def unread_for_grace(self, request_id: str) -> None:
+        # A reader on any worker keeps the key alive; it expires a grace period after the last
+        # read. Wait for that, looking again when its time to live would have run out.
+        _, _, reader = self.keys(request_id)
+        while (left_ms := await self.client.pttl(reader)) > 0:  # -2: no key, no reader
+            await asyncio.sleep(left_ms / 1000)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def build_replay(settings: Settings) -> ReplayBuffer:
+    """Redis when GATEWAY_REDIS_URL is set (shared by every worker), else this worker's memory."""
+    if settings.redis_url:
+        return RedisReplay.from_url(settings)
+    return MemoryReplay(settings)
