@@ -345,9 +345,11 @@ def test_stopping_the_server_stops_an_answer_waiting_for_its_reader_and_settles_
     drop_after(gateway, {**QUESTION, "max_tokens": 1000}, deltas=2)
     assert gateway.metric("gateway_streams_active") == 1  # waiting for a resume
     gateway.server.stop()
-    # No model is left running in a stopped server: stopped, billed and counted once.
+    # No model is left running in a stopped server: stopped, billed and counted once, and
+    # ended as every open answer is at a shutdown, with `shutting_down` for a later reader.
     assert gateway.metric("gateway_streams_active") == 0
-    assert gateway.metric(CANCELLED, reason="client_disconnect") == 1
+    assert gateway.metric("gateway_rejections_total", code="shutting_down") == 1
+    assert gateway.metric(CANCELLED, reason="client_disconnect") == 0
     assert gateway.metric("gateway_stream_duration_seconds_count") == 1
 
 
