@@ -122,9 +122,13 @@ class ChatHub:
         """Authenticate, count the connection against its key, and serve it until it closes."""
         self.loop = asyncio.get_running_loop()
         try:
-            key = await self.authenticate(websocket)
+            throttle = self.gateway.auth_throttle  # wrong keys and tickets per address
+            key = await throttle.authenticate(
+                websocket, self.settings.api_keys, lambda: self.authenticate(websocket)
+            )
         except GatewayError as error:
-            close_code = TRY_AGAIN_LATER if error.code == "limits_unavailable" else UNAUTHORIZED
+            # 1013 for limits_unavailable and for an address throttled after wrong keys.
+            close_code = UNAUTHORIZED if error.code == "unauthorized" else TRY_AGAIN_LATER
             await self.refuse(websocket, error, close_code)
             return
         if self.stopping:
