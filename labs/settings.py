@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # Wrong keys one client address may send per minute; above it every request from that
     # address answers 429 rate_limited (even with a right key, so guessing learns nothing) until
     # the minute has refilled. Counted in this worker's memory, also with GATEWAY_REDIS_URL: a
-    # guesser spread over N workers gets N times the tries (see docs/security.md).
+    # guesser spread over N workers gets N times the tries (auth_guard.py says why).
     auth_failures_per_minute: int = Field(30, gt=0)
     # Origins (scheme://host[:port], comma-separated) whose browser pages may call the gateway:
     # CORS on HTTP and the WebSocket handshake's Origin. Empty: same origin only (the Origin's

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 
-import httpx
 import pytest
 from support import API_KEY, QUESTION
 from websockets.exceptions import ConnectionClosed
