@@ -12,6 +12,8 @@ covered by CORS at all: any page anywhere can open one to us. So the server deci
 - anything else, including the opaque origin `null`: refused before the app runs, with 403
   `origin_not_allowed`. A WebSocket is refused before it is accepted, through the ASGI
   `websocket.http.response` extension (uvicorn has it), else with a plain 403.
+Only what needs a key is checked (the API and the presenter switch); the contract, the docs,
+the health check and the demo page itself are public and serve any page.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ ALLOW_METHODS = "GET, POST"
 ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 EXPOSE_HEADERS = "X-Request-Id, Retry-After"
 PREFLIGHT_MAX_AGE = "600"
+# The paths that need an API key, so the ones a foreign page must not reach.
+CHECKED_PATHS = ("/v1/", "/demo/fake-model")
 
 
 def host_port(netloc: str, scheme: str) -> str:
@@ -76,7 +80,9 @@ class OriginMiddleware:
         self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(
+            CHECKED_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
