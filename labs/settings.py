@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # Keep-alive comment interval; idle proxies (and edge-optimized endpoints, 30 s) cut silent
     # connections [apigw-rest-streaming].
     ping_seconds: Seconds = 10.0
-    # A client that stops reading: one send may block this long before the stream is dropped.
+    # A client that stops reading: one send may block this long before the stream is dropped
+    # (an SSE stream ends; a chat connection ends its answer and closes 1008).
     send_timeout_seconds: Seconds = 10.0
 
     # --- rate and concurrency, per API key --------------------------------------------------
