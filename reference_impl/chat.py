@@ -242,6 +242,7 @@ class ChatConnection:
             log.exception("chat connection failed")
             await self.close(INTERNAL_ERROR, "internal error")
         finally:
+            self.run_task = None  # out of the loop: drop_not_reading has nothing to cancel
             timer.cancel()
             self.watchdog.stop()
             # The client left (or we closed): stop the model now and bill what it generated.

@@ -8,8 +8,11 @@ within a deadline, never sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
+import threading
 
 import pytest
 from support import API_KEY, QUESTION
@@ -97,3 +100,58 @@ def test_a_chat_client_that_stops_reading_is_closed_after_the_send_timeout(start
             while True:
                 ws.recv(timeout=30)
     assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+# Its socket is torn down, not closed with a handshake, so `connect` is not a context manager.
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager")
+def test_a_chat_client_that_keeps_sending_but_never_reads_is_closed_without_a_traceback(
+    start_gateway,
+):
+    gateway = start_gateway(
+        send_timeout_seconds=0.3, ws_messages_per_second=100_000, ws_message_burst=100_000
+    )
+    captured = Captured()
+    for name in ("uvicorn.error", "gateway"):
+        logging.getLogger(name).addHandler(captured)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    stop = threading.Event()
+    ws = connect(
+        f"{gateway.server.ws_url}/v1/chat",
+        sock=sock,
+        additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        compression=None,
+        max_queue=1,
+        open_timeout=10,
+    )
+
+    def send_forever() -> None:
+        # Each message off the contract gets an `error` back, which nobody reads.
+        with contextlib.suppress(ConnectionClosed, OSError):
+            while not stop.is_set():
+                ws.send(json.dumps({"type": "nope", "id": "x" * 4000}))
+
+    sender = threading.Thread(target=send_forever, daemon=True)
+    try:
+        sender.start()
+        gateway.wait_for_metric("gateway_ws_connections_active", 0, timeout=30)
+    finally:
+        stop.set()
+        # Not a closing handshake: this client's sender may be blocked mid-frame.
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        sender.join(timeout=10)
+        for name in ("uvicorn.error", "gateway"):
+            logging.getLogger(name).removeHandler(captured)
+    assert not [r for r in captured.records if r.exc_info or r.levelno >= logging.ERROR]
