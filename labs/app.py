@@ -33,14 +33,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from . import demo_page, edge, server_bounds
+from . import access_log, demo_page, edge, server_bounds
 from .chat import ChatHub
 from .contract.schemas import CONTRACT_PATH, load_contract
+from .disconnect import ClientGone, unless_disconnected
 from .documents import builtin
 from .errors import GatewayError, problem, problem_from, problem_response
 from .gateway import Gateway
 from .guard import Delta, Finished, end_data
 from .model import Model
+from .origins import OriginMiddleware
 from .replay import build_replay
 from .request_id import RequestIdMiddleware, new_request_id
 from .resumable import ResumableAnswers
@@ -54,6 +56,8 @@ from .wire_sse import OpenStreams, PingComment, WatchedEventSourceResponse
 log = logging.getLogger("gateway")
 # Pings and the 200 are ours to decide; these headers stop proxies from buffering the stream.
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+# The status of an answer to a client that has gone (nginx's 499): never reaches anyone.
+CLIENT_CLOSED_REQUEST = 499
 
 router = APIRouter()
 
@@ -70,7 +74,13 @@ async def api_key(request: Request) -> str:
     """The caller's API key, known and within its request rate: the first check of every /v1
     route, before the body is read. (async: a plain function would run in a thread.)"""
     gateway = gateway_of(request)
-    key = edge.authenticate(request, gateway.settings)
+    settings = gateway.settings
+
+    async def authenticate() -> str:
+        return edge.authenticate(request, settings)
+
+    # Throttled per client address, and never from the URL (auth_guard.py).
+    key = await gateway.auth_throttle.authenticate(request, settings.api_keys, authenticate)
     await gateway.admission.check_rate(key)
     return key
 
@@ -156,26 +166,34 @@ async def ask(request: Request, key: str = Depends(api_key)) -> Response:
     """The whole answer as one JSON body: the baseline the streaming endpoint is measured
     against. The user waits in silence until the last token."""
     session = await admitted_stream(request, key)
-    text: list[str] = []
     try:
         async with request.app.state.sse_streams.until_shutdown(session.fail):
-            async for item in session.items:
-                if isinstance(item, Delta):
-                    text.append(item.text)
-                else:
-                    end: Finished = item
+            # A client that leaves while it waits stops the model and frees its slot at once.
+            text, end = await unless_disconnected(whole_answer(session), request.receive)
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it
     finally:
         await session.close()
     return JSONResponse(
         {
             "request_id": session.request_id,
             "model": session.gateway.model.name,
-            "answer": "".join(text),
+            "answer": text,
             **end_data(end),
         }
     )
+
+
+async def whole_answer(session: StreamSession) -> tuple[str, Finished]:
+    text: list[str] = []
+    async for item in session.items:
+        if isinstance(item, Delta):
+            text.append(item.text)
+        else:
+            end: Finished = item
+    return "".join(text), end
 
 
 @router.post("/v1/ask/stream")
@@ -186,9 +204,12 @@ async def ask_stream(request: Request, key: str = Depends(api_key)) -> Response:
     session = await admitted_stream(request, key)
     try:
         async with request.app.state.sse_streams.until_shutdown(session.fail):
-            first = await session.first()
+            # Before the status is committed; a client that leaves meanwhile frees its slot now.
+            first = await unless_disconnected(session.first(), request.receive)
     except GatewayError as error:
         return problem_response(problem_from(error, session.request_id))
+    except ClientGone:  # session.first() closed the session as it was cancelled
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     answers: ResumableAnswers = request.app.state.answers
     try:
         await answers.start(session, first, key)
@@ -321,7 +342,14 @@ def create_app(
     app.add_middleware(
         edge.BodySizeLimitMiddleware, settings=gateway.settings, on_reject=gateway.reject
     )
+    # A foreign browser Origin is refused before the body is read (origins.py).
+    app.add_middleware(
+        OriginMiddleware,
+        allowed_origins=gateway.settings.allowed_origins,
+        on_reject=gateway.reject,
+    )
     app.add_middleware(RequestIdMiddleware)
+    access_log.install()  # no query string's values in uvicorn's log lines
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

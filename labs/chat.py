@@ -37,6 +37,7 @@ from .limits import TokenBucket
 from .model import ModelRequest, Turn
 from .request_id import new_request_id
 from .session import StreamSession
+from .wire_sse import SendWatchdog
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -45,7 +46,7 @@ log = logging.getLogger("gateway.chat")
 
 # Close codes (RFC 6455 section 7.4 and the IANA registry; 4000-4999 are private).
 GOING_AWAY = 1001  # idle timeout or maximum connection time: reconnect
-POLICY_VIOLATION = 1008  # kept sending after being rate limited
+POLICY_VIOLATION = 1008  # kept sending after being rate limited, or stopped reading
 MESSAGE_TOO_BIG = 1009  # as API Gateway does above 128 KB [apigw-ws-quotas]
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
@@ -84,6 +85,7 @@ class Answer:
     task: asyncio.Task | None = None
     state: AnswerState = AnswerState.STREAMING
     closing_error: GatewayError | None = None  # what a CLOSING answer's terminal error says
+    stopped_because: str = "client_disconnect"  # or "send_timeout": the client stopped reading
 
 
 class ChatHub:
@@ -125,9 +127,13 @@ class ChatHub:
         """Authenticate, count the connection against its key, and serve it until it closes."""
         self.loop = asyncio.get_running_loop()
         try:
-            key = await self.authenticate(websocket)
+            throttle = self.gateway.auth_throttle  # wrong keys and tickets per address
+            key = await throttle.authenticate(
+                websocket, self.settings.api_keys, lambda: self.authenticate(websocket)
+            )
         except GatewayError as error:
-            close_code = TRY_AGAIN_LATER if error.code == "limits_unavailable" else UNAUTHORIZED
+            # 1013 for limits_unavailable and for an address throttled after wrong keys.
+            close_code = UNAUTHORIZED if error.code == "unauthorized" else TRY_AGAIN_LATER
             await self.refuse(websocket, error, close_code)
             return
         if self.stopping:
@@ -195,6 +201,9 @@ class ChatConnection:
         self.document: dict[str, str] = {}
         # For errors about the connection itself (no ask to name).
         self.request_id = new_request_id()
+        self.watchdog: SendWatchdog | None = None  # from `run` on
+        self.dropping: asyncio.Task | None = None  # `drop_not_reading`, once a send timed out
+        self.run_task: asyncio.Task | None = None
 
     # --- the receive loop -------------------------------------------------------------------
 
@@ -202,6 +211,10 @@ class ChatConnection:
         await self.websocket.accept()
         self.touch()
         timer = asyncio.create_task(self.close_when_idle_or_too_old())
+        # A client that stops reading: one send blocked this long drops the connection, as
+        # an SSE stream is dropped (one timer for the connection, not one per message).
+        self.watchdog = SendWatchdog(self.settings.send_timeout_seconds)
+        self.run_task = asyncio.current_task()
         try:
             while not self.closed:
                 frame = await self.websocket.receive()
@@ -210,14 +223,23 @@ class ChatConnection:
                 self.touch()
                 if await self.within_limits(frame):
                     await self.handle(frame)
+        except asyncio.CancelledError:
+            if self.dropping is None or not self.dropping.done():
+                raise
+            # drop_not_reading ended this loop: the connection is over, the close is queued.
+            asyncio.current_task().uncancel()
         except Exception:  # a bug: log it, tell the client only that it failed
             log.exception("chat connection failed")
             await self.close(INTERNAL_ERROR, "internal error")
         finally:
+            self.run_task = None  # out of the loop: drop_not_reading has nothing to cancel
             timer.cancel()
+            self.watchdog.stop()
             # The client left (or we closed): stop the model now and bill what it generated.
             await self.stop_answer()
             self.closed = True
+            if self.dropping is not None:
+                await asyncio.wait([self.dropping])
 
     def touch(self) -> None:
         """A message went either way: the idle timer starts again."""
@@ -336,7 +358,7 @@ class ChatConnection:
         finally:
             answer.state = AnswerState.ENDED
             try:
-                await session.close()
+                await session.close(answer.stopped_because)
             finally:
                 if session.progress.finished is not None:
                     # What the client saw becomes the context of the next question.
@@ -411,12 +433,50 @@ class ChatConnection:
         if self.closed:
             return
         text = message if type(message) is str else wire_ws.encode(message)
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.sending_since, watchdog.sender = self.loop.time(), asyncio.current_task()
         try:
             await self.websocket.send_text(text)
         except (RuntimeError, OSError, WebSocketDisconnect):
             self.closed = True  # the client is gone; the receive loop ends the connection
             return
+        except asyncio.CancelledError:
+            if watchdog is None or not watchdog.fired or self.dropping is not None:
+                raise
+            # The watchdog's cancel: the client has not read for the send timeout.
+            asyncio.current_task().uncancel()
+            self.closed = True  # nothing more can reach it
+            self.dropping = asyncio.create_task(self.drop_not_reading())
+            return
+        finally:
+            if watchdog is not None:
+                watchdog.sending_since = None
         self.touch()
+
+    async def drop_not_reading(self) -> None:
+        """End the answer of a client that stopped reading and close with 1008.
+
+        No `error` first: the client is not reading, so nothing more reaches it. 1008 (policy
+        violation), not 1011: the gateway did not fail, the client broke the protocol's
+        assumption that it reads what it asked for. The model stops and the slot is freed at
+        once; the close itself may take the server's close timeout, as the close frame waits
+        behind what the client has not read.
+        """
+        log.info(
+            "chat client stopped reading for %g s; closing", self.settings.send_timeout_seconds
+        )
+        answer = self.answer
+        if answer is not None:
+            answer.stopped_because = "send_timeout"
+        await self.stop_answer()
+        # The close frame is queued behind the unread messages at once; the closing handshake
+        # cannot complete while the client does not read, so it is not waited for longer.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                await self.websocket.close(POLICY_VIOLATION, "send timeout: client not reading")
+        if self.run_task is not None and not self.run_task.done():
+            self.run_task.cancel()  # its receive would wait for a client that never reads
 
     async def close(self, code: int, reason: str, error: GatewayError | None = None) -> None:
         """Say why in one `error`, then close with `code`.

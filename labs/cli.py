@@ -71,17 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     port = sock.getsockname()[1]
     print(f"Gateway ({package}) on http://{args.host}:{port}  model: {settings.model}", flush=True)
+    # Only the built-in course key is shown; a key of your own stays off the terminal (and out
+    # of whatever records it).
+    default_key = Settings.model_fields["api_keys"].default
+    key = settings.api_keys[0] if tuple(settings.api_keys) == default_key else "<your key>"
     print(
-        f"  try: curl -N -H 'Authorization: Bearer {settings.api_keys[0]}' "
+        f"  try: curl -N -H 'Authorization: Bearer {key}' "
         f'-H \'Content-Type: application/json\' -d \'{{"question": "What is the idle timeout?", '
         f'"document_id": "api-gateway-websocket-limits"}}\' '
         f"http://{args.host}:{port}/v1/ask/stream",
         flush=True,
     )
     print(f"  contract: http://{args.host}:{port}/docs", flush=True)
-    # Only the built-in course key is shown; a key of your own stays off the terminal.
-    default_key = Settings.model_fields["api_keys"].default
-    key = settings.api_keys[0] if tuple(settings.api_keys) == default_key else "<your key>"
     print(f"  demo page: http://{args.host}:{port}/  (API key: {key})", flush=True)
     if args.workers > 1:
         print(f"  {workers.limits_scope(app, args.workers)}", flush=True)

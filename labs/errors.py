@@ -34,6 +34,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "max_tokens_exceeded": ErrorKind(400, "max_tokens above the gateway's cap", False),
     "prompt_too_long": ErrorKind(400, "Prompt too long", False),
     "unauthorized": ErrorKind(401, "Missing or unknown API key", False),
+    # A browser page from an origin the gateway does not allow (origins.py).
+    "origin_not_allowed": ErrorKind(403, "Origin not allowed", False),
     "not_found": ErrorKind(404, "Not found", False),
     "method_not_allowed": ErrorKind(405, "Method not allowed", False),
     # A resume came after the answer's events were dropped: ask again (a new model call).

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .auth_guard import AuthThrottle
 from .metrics import Metrics
 from .model import FakeModel, Model
 from .settings import Settings
@@ -30,8 +31,11 @@ class Gateway:
     # one interface, awaited on every path, so there is one code path for both.
     admission: AdmissionControl | None = None
     telemetry: Telemetry | None = None  # OpenTelemetry, when on (telemetry.py)
+    auth_throttle: AuthThrottle | None = None  # wrong keys per client address (auth_guard.py)
 
     def __post_init__(self) -> None:
+        if self.auth_throttle is None:
+            self.auth_throttle = AuthThrottle(self.settings.auth_failures_per_minute)
         if self.admission is None:
             self.admission = build_admission(self.settings, self.metrics)
 

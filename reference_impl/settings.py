@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     # Comma-separated bearer keys. Like an API key on an API Gateway usage plan, a key names the
     # client that limits are counted for. [apigw-usage-plans]
     api_keys: Annotated[tuple[str, ...], NoDecode] = ("course-key",)
+    # Wrong keys one client address may send per minute; above it every request from that
+    # address answers 429 rate_limited (even with a right key, so guessing learns nothing) until
+    # the minute has refilled. Counted in this worker's memory, also with GATEWAY_REDIS_URL: a
+    # guesser spread over N workers gets N times the tries (auth_guard.py says why).
+    auth_failures_per_minute: int = Field(30, gt=0)
+    # Origins (scheme://host[:port], comma-separated) whose browser pages may call the gateway:
+    # CORS on HTTP and the WebSocket handshake's Origin. Empty: same origin only (the Origin's
+    # host:port is the Host header). A request with no Origin (not a browser) is not checked.
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # --- request size: refused before the body is read --------------------------------------
     # API Gateway REST and HTTP APIs take at most 10 MB [apigw-rest-quotas]; a Q&A request
@@ -67,7 +76,8 @@ class Settings(BaseSettings):
     # Keep-alive comment interval; idle proxies (and edge-optimized endpoints, 30 s) cut silent
     # connections [apigw-rest-streaming].
     ping_seconds: Seconds = 10.0
-    # A client that stops reading: one send may block this long before the stream is dropped.
+    # A client that stops reading: one send may block this long before the stream is dropped
+    # (an SSE stream ends; a chat connection ends its answer and closes 1008).
     send_timeout_seconds: Seconds = 10.0
     # Resumable streams (reference_impl/resumable.py): a finished answer's events are kept this
     # long for `GET /v1/ask/stream/{request_id}`, then a resume answers 410 stream_expired.
@@ -219,6 +229,13 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one API key is needed (GATEWAY_API_KEYS=key1,key2)")
         return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = (origin.strip() for origin in value.split(","))
+        return tuple(str(origin).strip().rstrip("/").lower() for origin in value if origin)
 
     def stream_limits(self, max_tokens: int) -> StreamLimits:
         """The limits on a stream whose max_tokens the edge has settled."""

@@ -51,7 +51,20 @@ SPEC_CODES = {
     "busy",
     "unsupported_media_type",
 }
-ERROR_STATUSES = {"400", "401", "408", "413", "415", "429", "431", "500", "502", "503", "504"}
+ERROR_STATUSES = {
+    "400",
+    "401",
+    "403",
+    "408",
+    "413",
+    "415",
+    "429",
+    "431",
+    "500",
+    "502",
+    "503",
+    "504",
+}
 OPERATIONS = {
     ("GET", "/healthz"),
     ("GET", "/metrics"),
@@ -234,7 +247,7 @@ def test_ask_operations_declare_every_agreed_error_status(contract):
         assert statuses == ERROR_STATUSES, path
     # Its rate check needs the shared limits store when there is one: 503 limits_unavailable.
     documents = contract["paths"]["/v1/documents"]["get"]["responses"]
-    assert set(documents) == {"200", "401", "429", "503"}
+    assert set(documents) == {"200", "401", "403", "429", "503"}
 
 
 def test_every_response_carries_x_request_id_and_the_status_specific_headers(contract):
