@@ -127,6 +127,19 @@ def test_many_idle_connections_are_capped_then_closed(server):
         time.sleep(0.05)
 
 
+def test_an_answer_given_before_the_body_arrived_says_the_connection_closes(server):
+    # A refusal decided from the headers alone (here a wrong key) goes out before the body
+    # is read. The connection then closes, as the rest of the body is not waited for, and the
+    # client must be told so: a keep-alive client told nothing sends its next request on a
+    # connection about to close, and gets a reset instead of an answer.
+    with connect(server) as sock:
+        head = request_head(length=len(ASK)).replace(API_KEY.encode(), b"not-the-key")
+        sock.sendall(head)  # the body is never sent
+        status, headers, problem = problem_of(read_all(sock))
+    assert (status, problem["code"]) == (401, "unauthorized")
+    assert headers.get("connection") == "close"
+
+
 def test_a_client_that_leaves_mid_body_leaves_no_traceback(server):
     log_before = len(server.lines)
     refused = server.metric("gateway_rejections_total", code="invalid_request")
