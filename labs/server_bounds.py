@@ -40,7 +40,7 @@ from typing import Any
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .errors import problem, retry_after_header
@@ -146,6 +146,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.refuse_large_head()
             raise HeadRefused  # stops the parser: this request goes no further
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.__class__ = BodyAwareCycle  # before its task first runs
 
     def refuse_large_head(self) -> None:
         self.refuse(
@@ -157,13 +159,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head, self.head_bytes = True, 0
-
-    def on_response_complete(self) -> None:
-        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
-            # Answered before its body arrived (refused, or a route that reads none): the rest
-            # is not worth waiting for, and a client trickling it would hold the connection.
-            self.transport.close()
-        super().on_response_complete()
 
     def shutdown(self) -> None:
         cycle = self.cycle
@@ -222,6 +217,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
+
+
+class BodyAwareCycle(RequestResponseCycle):
+    """uvicorn's request cycle, but an answer that starts before the request's body has all
+    arrived (a refusal, or a route that reads none) closes the connection after it, and says
+    so (`Connection: close`): the rest of the body is not worth waiting for, a client trickling
+    it would hold the connection, and a client told nothing would send its next request on a
+    connection about to close."""
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.start" and self.more_body:
+            self.keep_alive = False
+        await super().send(message)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
