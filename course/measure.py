@@ -641,9 +641,10 @@ def impatient_client(
     """Ask for a whole answer with a read timeout; on a timeout, ask again, up to `max_attempts`.
 
     This is the chain behind "users who wait in silence click again": a timeout shorter than
-    the answer takes turns one question into several model calls, and the gateway, which cannot
-    tell that the client left, generates each answer to the end. The meters are read once
-    every attempt the gateway admitted has been settled.
+    the answer takes turns one question into several model calls, each paying its prompt. This
+    gateway stops its model when a client leaves, so what each abandoned answer generated is
+    what the meter shows; AWS does not document that closing a Bedrock stream stops generation
+    or billing. The meters are read once every attempt the gateway admitted has been settled.
     """
     if urlsplit(base_url).hostname not in LOOPBACK:
         raise ValueError("impatient_client sends repeated requests: use a gateway on loopback")

@@ -262,7 +262,7 @@ def test_a_streamed_answer_records_when_each_token_arrived_and_a_full_one_all_at
     assert whole.token_times_s == (whole.total_s,) * 12, "a body brings every token at once"
 
 
-def test_a_client_timeout_shorter_than_the_answer_pays_one_full_answer_per_attempt(
+def test_a_client_timeout_shorter_than_the_answer_pays_one_model_call_per_attempt(
     start_gateway,
 ):
     # 30 tokens at 100 a second: about 0.3 s per answer, against a 0.05 s client timeout.
@@ -272,15 +272,16 @@ def test_a_client_timeout_shorter_than_the_answer_pays_one_full_answer_per_attem
         gateway.url, API_KEY, body, client_timeout_s=0.05, max_attempts=3
     )
     assert (impatient.attempts, impatient.timed_out, impatient.answered) == (3, 3, False)
-    assert impatient.model_calls == 3
-    assert impatient.tokens_generated == 3 * 30, "each abandoned answer is generated in full"
+    assert impatient.model_calls == 3, "each attempt is a model call, and pays its prompt"
+    # The gateway stops the model when the client leaves (it watches for the disconnect).
+    assert impatient.tokens_generated < 3 * 30
 
     patient = measure.impatient_client(
         gateway.url, API_KEY, body, client_timeout_s=30, max_attempts=3
     )
     assert (patient.attempts, patient.answered, patient.model_calls) == (1, True, 1)
     assert patient.tokens_generated == 30
-    assert impatient.dollars == pytest.approx(3 * patient.dollars)
+    assert impatient.dollars > patient.dollars, "three prompts and no answer cost more than one"
 
 
 def test_a_storm_records_every_send_time_and_a_bystanders_latency_throughout(start_gateway):
