@@ -44,15 +44,18 @@ def die_with_parent() -> None:
 
 
 class Started:
-    """A process started under a name; starting another under the same name stops it."""
+    """A process started under a name; starting another under the same name stops it. One
+    started with no name (the tests' own Redis) is not replaced nor stopped by `stop_all`."""
 
     running: ClassVar[dict[str, Started]] = {}
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str | None) -> None:
         self.name = name
         self.process: subprocess.Popen | None = None
 
     def register(self) -> None:
+        if self.name is None:
+            return
         previous = Started.running.get(self.name)
         if previous is not None and previous is not self:
             previous.stop()
@@ -77,6 +80,7 @@ class Started:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=STOP_SECONDS)
+        self.process = None
 
     @classmethod
     def stop_all(cls) -> list[str]:
@@ -119,7 +123,7 @@ def redis_server_path() -> str | None:
 class RedisServer(Started):
     """A redis-server on 127.0.0.1 with nothing written to disk, for limits shared by workers."""
 
-    def __init__(self, name: str = "redis", executable: str | None = None) -> None:
+    def __init__(self, name: str | None = "redis", executable: str | None = None) -> None:
         super().__init__(name)
         self.executable = executable or redis_server_path()
         if self.executable is None:
@@ -132,9 +136,10 @@ class RedisServer(Started):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, attempts: int = 5, timeout: float = 10.0) -> RedisServer:
+        """Start on a free port, or on the port it had, if it was stopped (a restart)."""
         self.register()
         for _ in range(attempts):
-            port = free_port()
+            port = self.port or free_port()
             self.folder = tempfile.mkdtemp(prefix="course-redis-")
             self.process = subprocess.Popen(
                 # No snapshot, no append-only file: nothing on disk, nothing to outlive the run.
@@ -153,8 +158,17 @@ class RedisServer(Started):
                 time.sleep(0.02)
             self.stop()
             self.register()
+            self.port = None  # most likely taken meanwhile: pick another
         self.stop()
         raise RuntimeError(f"redis-server did not start in {attempts} attempts")
+
+    def flush(self) -> None:
+        """Empty it (FLUSHALL, in RESP by hand: no client needed)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            reply = sock.recv(16)
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"redis-server answered FLUSHALL with {reply!r}")
 
     def stop(self) -> None:
         super().stop()
