@@ -35,10 +35,15 @@ async def unless_disconnected(work: Awaitable[T], receive: Receive) -> T:
     An error of `work` propagates as it is.
 
     `work` runs in the caller's task (the route's, as before); one watcher task waits for the
-    disconnect and cancels it: 10-20 us a request (measured 2026-11-29), once, not per token.
+    disconnect and cancels it. The watcher starts on the event loop's next turn, so work that
+    finishes without waiting (a first token already there; the first events of a stream,
+    written before the stream waits for more) never pays for a task: creating and cancelling
+    one took 10-20 us a request (2026-11-29).
     """
     task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
     gone = done = False
+    watcher: asyncio.Task | None = None
 
     def client_left(watcher: asyncio.Task) -> None:
         nonlocal gone
@@ -47,8 +52,12 @@ async def unless_disconnected(work: Awaitable[T], receive: Receive) -> T:
             gone = True
             task.cancel()
 
-    watcher = asyncio.ensure_future(disconnected(receive))
-    watcher.add_done_callback(client_left)
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(disconnected(receive))
+        watcher.add_done_callback(client_left)
+
+    starting = loop.call_soon(watch)
     try:
         return await work
     except asyncio.CancelledError:
@@ -58,4 +67,6 @@ async def unless_disconnected(work: Awaitable[T], receive: Receive) -> T:
         raise ClientGone from None
     finally:
         done = True
-        watcher.cancel()
+        starting.cancel()
+        if watcher is not None:
+            watcher.cancel()

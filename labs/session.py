@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from .errors import GatewayError
@@ -125,7 +124,7 @@ class StreamSession:
         return {
             "request_id": self.request_id,
             "model": self.gateway.model.name,
-            "limits": asdict(self.limits),
+            "limits": self.limits.as_contract(),
         }
 
     async def first(self) -> Delta | Finished:

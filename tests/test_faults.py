@@ -119,9 +119,15 @@ def test_an_sse_client_that_stops_reading_is_dropped_and_everything_freed(
     try:
         assert client.recv(64).startswith(b"HTTP/1.1 200")
         at_rest(gateway, server_log)
+        # The server closed the connection too: what was sent before is there, then the end.
+        client.settimeout(20)
+        while client.recv(1 << 16):
+            pass
     finally:
         client.close()
     assert gateway.metric("gateway_stream_cancellations_total", reason="send_timeout") == 1
+    unexpected = [r for r in server_log if r.levelno >= logging.ERROR or r.exc_info]
+    assert not unexpected, [r.getMessage() for r in unexpected]
 
 
 # --- SIGTERM: every open stream is told, and the process exits within its grace period --------

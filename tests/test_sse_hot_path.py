@@ -1,5 +1,6 @@
-"""The per-token path of an SSE stream: the hand-written delta encoder, the send hook, and the
-clean-up that replaced the generator wrapping every chunk; and the WebSocket chat's delta encoder.
+"""The per-token path of an SSE stream: the hand-written delta encoder, the gateway's own send
+loop, and the clean-up that replaced the generator wrapping every chunk; and the WebSocket chat's
+delta encoder.
 
 They exist for speed (`make bench`); these tests make sure none changed what a client sees or
 what is billed.
@@ -16,7 +17,6 @@ from support import QUESTION
 
 from reference_impl import sse, wire_ws
 from reference_impl.guard import Delta
-from reference_impl.wire_sse import WatchedEventSourceResponse
 
 # Any text a model may send: line breaks, quotes, backslashes, control and non-BMP characters,
 # and lone surrogates (a model's output is not always well-formed Unicode).
@@ -39,28 +39,25 @@ def test_the_chat_delta_encoder_writes_the_same_text_as_the_general_one(ask_id, 
     assert json.loads(fast) == {"type": "delta", "id": ask_id, "index": index, "text": text}
 
 
-def test_every_byte_of_a_stream_goes_out_through_the_send_hook_the_gateway_overrides(
-    start_gateway, monkeypatch
-):
-    # WatchedEventSourceResponse replaces sse-starlette's per-send cancel scope with its
-    # watchdog by overriding this method. If a new sse-starlette renamed it, or stopped sending
-    # through it, the override would be silently dead (and every send would pay for a cancel
-    # scope again); fail here instead.
-    assert "_send_with_timeout" in WatchedEventSourceResponse.__dict__
-    overridden = WatchedEventSourceResponse._send_with_timeout
-    through_the_hook: list[bytes] = []
+def test_the_stream_is_sent_by_the_gateways_own_loop_not_sse_starlettes(start_gateway, monkeypatch):
+    # WatchedEventSourceResponse keeps sse-starlette's headers and settings but sends the
+    # stream itself (one task, pings from the watchdog's timer). If a change sent it through
+    # sse-starlette's task group again, every stream would pay for four tasks; fail here.
+    from sse_starlette.sse import EventSourceResponse
 
-    def recording_hook(self, send, message):
-        through_the_hook.append(message.get("body", b""))
-        return overridden(self, send, message)
+    used: list[str] = []
 
-    monkeypatch.setattr(WatchedEventSourceResponse, "_send_with_timeout", recording_hook)
+    async def sse_starlettes_loop(self, send):
+        used.append("_stream_response")
+
+    monkeypatch.setattr(EventSourceResponse, "_stream_response", sse_starlettes_loop)
     gateway = start_gateway()
     client = gateway.client()
     with client.http.stream("POST", "/v1/ask/stream", json=QUESTION) as response:
         received = response.read()
     assert response.status_code == 200 and received.count(b"event: delta") >= 2
-    assert b"".join(through_the_hook) == received
+    assert received.rstrip().rsplit(b"\n\n", 1)[-1].count(b"event: end") == 1
+    assert used == []
 
 
 class ModelThatWillNotClose:
