@@ -197,6 +197,14 @@ class ResumableAnswers:
         except REDIS_DOWN:
             raise buffer_unavailable() from None
 
+    async def has_everything(self, request_id: str, after: int) -> bool:
+        """Whether a client that has the events up to `after` of this finished answer already
+        has its terminal event; raises limits_unavailable when the buffer is down."""
+        try:
+            return after >= await self.buffer.last_event_id(request_id)
+        except REDIS_DOWN:
+            raise buffer_unavailable() from None
+
     def reader_left(self, request_id: str, stopped_because: str) -> None:
         """A reader's connection on this worker ended: the first one starts the grace
         period's watch; the last one names the answer's ending, should nobody come back."""

@@ -260,6 +260,10 @@ async def resume_stream(request: Request) -> Response:
             f"This answer can no longer be resumed: its events are kept {retention:g} s after "
             "it ends, and an answer nobody reads is stopped. Ask again.",
         )
+    if state == "done" and await answers.has_everything(request_id, after):
+        # Nothing follows the terminal event: 204 also tells an EventSource to stop
+        # reconnecting, where an empty stream would have it come back again and again.
+        return Response(status_code=204, headers={"X-Request-Id": request_id})
     return answer_events(request, request_id, after)
 
 

@@ -82,6 +82,10 @@ class ReplayBuffer(Protocol):
     async def state(self, request_id: str, api_key: str) -> State | None:
         """Whether `api_key` may resume the answer, and how it stands."""
 
+    async def last_event_id(self, request_id: str) -> int:
+        """The id of the last event written so far (of a finished answer: its terminal
+        event's); 0 when there is none."""
+
     def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
         """The encoded events after id `after`, those written and those to come, until the
         terminal one (or until the answer is abandoned or expires). Several events may come in
@@ -223,6 +227,10 @@ class MemoryReplay:
             return "done" if answer.done else "live"
         return "expired" if self.expired.get(request_id) == owner else None
 
+    async def last_event_id(self, request_id: str) -> int:
+        answer = self.answers.get(request_id)
+        return 0 if answer is None else len(answer.events)
+
     async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
         answer = self.answers.get(request_id)
         if answer is None:
@@ -359,6 +367,11 @@ class RedisReplay:
         if not exists:
             return "expired"
         return "done" if last and b"end" in last[0][1] else "live"
+
+    async def last_event_id(self, request_id: str) -> int:
+        events, _, _ = self.keys(request_id)
+        last = await self.client.xrevrange(events, count=1)
+        return int(last[0][0].split(b"-")[0]) if last else 0  # the end marker has the last id
 
     async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
         events, _, reader = self.keys(request_id)

@@ -141,8 +141,13 @@ def test_a_finished_answer_is_replayed_byte_for_byte_with_after_in_the_query(sta
     assert events == parsed(original.content)
     _, tail = resume(gateway, request_id, 2)  # a Last-Event-ID from the middle
     assert tail == parsed(original.content)[2:]
-    _, nothing = resume(gateway, request_id, len(events))  # it had everything already
-    assert nothing == []
+    # It had everything already: 204, so an EventSource stops reconnecting (an empty 200
+    # stream would have it come back every few seconds).
+    nothing, _ = resume(gateway, request_id, len(events))
+    assert nothing.status_code == 204 and nothing.content == b""
+    assert nothing.headers["x-request-id"] == request_id
+    last_but_one, ending = resume(gateway, request_id, len(events) - 1)
+    assert last_but_one.status_code == 200 and ending == parsed(original.content)[-1:]
     assert gateway.metric(MODEL_CALLS, **MODEL) == 1
 
 
@@ -301,6 +306,8 @@ def test_on_redis_a_resume_on_another_gateway_replays_and_continues(start_gatewa
     assert other.status_code == 404
     _, replayed = resume(second, dropped.request_id, 0, query=True)
     assert replayed == everything
+    complete, _ = resume(second, dropped.request_id, len(everything))
+    assert complete.status_code == 204
 
 
 def test_on_redis_an_answer_expires_with_its_key(start_gateway, redis_url):
