@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,12 +34,14 @@ class RequestIdMiddleware:
         state["request_id"], state["received_at"] = request_id, time.perf_counter()
         header = (HEADER, request_id.encode())
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function handing back the inner send's awaitable: every streamed event goes
+        # through it, and an `async def` would add a coroutine of its own to each.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == HEADER for name, _ in headers):
                     headers.append(header)
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_id)
