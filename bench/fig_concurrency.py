@@ -11,6 +11,14 @@ instance; the figure shows whether one worker carries it.
 
 The clients are asyncio protocols on raw sockets in one process on CPU 1, so no client library's
 per-message cost is counted; the client's CPU share is recorded to show it was not the limit.
+
+Where SSE stands (2026-11-29, the course VM): at 500 streams the worker's one core is full
+(0.99 cores), so tokens queue and the p99 gap is 80-100 ms against the chat's 40. A streamed
+answer takes two task steps per token, its maker's and its reader's (resumable.py: the answer
+outlives its connection), where a chat answer takes one; the same build with SSE answers sent
+straight from the model (no replay buffer) measured 53-69 ms, and 49-54 ms with the edge's
+middlewares removed as well: on this machine one worker does not carry 500 SSE streams at
+100 tokens/s either way. A second worker needs a core of its own (fig_workers).
 """
 
 from __future__ import annotations
