@@ -55,7 +55,8 @@ def cost_rows(cost: dict) -> list[Row]:
         # when the bare server's slowest first tokens are slower than the gateway's.
         Row(
             "Time to first token, p99: gateway / bare sse-starlette",
-            f"{sse['gateway-instant']['ttft_p99_ms']:.3f} / {sse['sse-bare']['ttft_p99_ms']:.3f} ms",
+            f"{sse['gateway-instant']['ttft_p99_ms']:.3f} / "
+            f"{sse['sse-bare']['ttft_p99_ms']:.3f} ms",
         ),
     ]
 
