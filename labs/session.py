@@ -52,8 +52,9 @@ by side):
   took 150-240 µs to a first delta in process, a bare StreamingResponse 30-60), the disconnect
   watcher starts only once the work waits (disconnect.unless_disconnected), the body deadline
   is asyncio's (6 µs against anyio's 17), and the `start` event's limits are written by hand;
-  together the time to first token the gateway adds fell from 0.66-0.91 ms to 0.14-0.17 ms
-  (2026-11-29, loopback, against bare sse-starlette, min of three rounds of 300).
+  together the time to first token the gateway adds fell from 0.66-0.91 ms to 0.14-0.21 ms
+  (2026-11-29, loopback, against bare sse-starlette: `make bench` runs, and min of three
+  rounds of 300 side by side).
 """
 
 from __future__ import annotations

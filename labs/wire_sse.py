@@ -111,8 +111,8 @@ class WatchedEventSourceResponse(EventSourceResponse):
     stream, the pings, the client's disconnect, the server's exit), and arms a cancel scope
     per send. Measured on the course VM (2026-11-29, in process, the ASGI call to the first
     delta, p50): 150-240 us for sse-starlette's loop against 30-60 us for a bare
-    `StreamingResponse`; an idle stream held 24 asyncio Events, 14 of them from the task
-    group (tracemalloc). The server's exit is not watched here: the gateway's server ends
+    `StreamingResponse`; an idle stream held 24 asyncio Events, and 14 with this loop
+    (tracemalloc). The server's exit is not watched here: the gateway's server ends
     every open stream itself (`OpenStreams`, background.GatewayServer).
 
     `on_close(stopped_because)` is where the caller learns the response is over: for a

@@ -8,6 +8,7 @@ servers on loopback, real SSE clients, a real redis-server for the variant acros
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -320,6 +321,63 @@ def test_on_redis_an_answer_expires_with_its_key(start_gateway, redis_url):
         assert time.monotonic() < deadline, "the Redis stream did not expire"
         time.sleep(0.05)
     assert response.status_code == 410 and response.json()["code"] == "stream_expired"
+
+
+def test_when_redis_goes_down_mid_answer_the_model_stops_and_the_stream_is_settled(
+    start_gateway, redis_server, capfd
+):
+    # Nobody can read the answer any more (its reader and the grace period's watch need Redis
+    # too): the model stops at once, the slot is freed, and nothing lands in the log.
+    gateway = start_gateway(
+        redis_url=redis_server.url,
+        redis_unavailable="per_worker",
+        redis_timeout_seconds=0.2,
+        fake_tokens_per_second=20.0,
+    )
+    body = {**QUESTION, "max_tokens": 400}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    names = []
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
+        with httpx_sse.connect_sse(http, "POST", "/v1/ask/stream", json=body) as source:
+            for event in source.iter_sse():
+                names.append(event.event)
+                if names.count("delta") == 2:
+                    redis_server.stop()
+    assert names[:3] == ["start", "delta", "delta"]  # then it ended, however it could
+    gateway.wait_for_metric("gateway_streams_active", 0)
+    assert gateway.metric(GENERATED, **MODEL) < 40, "the model went on for nobody"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_redis_writer_batches_behind_the_answer_and_hands_a_failed_write_back(redis_server):
+    # The answer does not wait for each XADD (replay.RedisWriter): events handed in while one
+    # batch is on its way go in the next, in order; once a write fails, the answer's next
+    # event raises, so its maker stops the model instead of generating for nobody.
+    from reference_impl.replay import RedisReplay
+    from reference_impl.settings import Settings
+    from reference_impl.shared_limits import REDIS_DOWN
+
+    async def scenario() -> None:
+        settings = Settings(redis_url=redis_server.url, redis_timeout_seconds=0.2)
+        buffer = RedisReplay.from_url(settings)
+        try:
+            await buffer.open("req_w", API_KEY)
+            for event_id in range(1, 101):
+                await buffer.append("req_w", event_id, b"e%d" % event_id)
+            await buffer.finish("req_w")
+            read = b"".join([piece async for piece in buffer.read("req_w", 0)])
+            assert read == b"".join(b"e%d" % n for n in range(1, 101))
+            assert await buffer.last_event_id("req_w") == 100
+            await buffer.open("req_x", API_KEY)
+            redis_server.stop()
+            with pytest.raises(REDIS_DOWN):
+                for event_id in range(1, 1000):
+                    await buffer.append("req_x", event_id, b"x")
+                    await asyncio.sleep(0)  # the batch on its way meets the stopped server
+        finally:
+            await buffer.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_with_redis_down_a_stream_is_a_503_problem_and_nothing_is_held(
