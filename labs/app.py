@@ -52,7 +52,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .telemetry import Telemetry
-from .wire_sse import OpenStreams, WatchedEventSourceResponse
+from .wire_sse import DirectWrite, OpenStreams, WatchedEventSourceResponse
 
 log = logging.getLogger("gateway")
 # FastAPI's native telemetry, switched off (see create_app).
@@ -292,8 +292,10 @@ def answer_events(request: Request, request_id: str, after: int) -> Response:
     async def reader_left(stopped_because: str) -> None:
         answers.reader_left(request_id, stopped_because)
 
+    direct = DirectWrite()  # while the reader waits, the answer's maker sends its events
     return WatchedEventSourceResponse(
-        answers.buffer.read(request_id, after),
+        answers.buffer.read(request_id, after, direct),
+        direct=direct,
         request_id=request_id,
         on_close=reader_left,
         ping=settings.ping_seconds,

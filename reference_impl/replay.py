@@ -36,6 +36,7 @@ from redis.backoff import NoBackoff
 
 from .settings import Settings
 from .shared_limits import REDIS_DOWN
+from .wire_sse import DirectWrite
 
 log = logging.getLogger("gateway.resume")
 Clock = Callable[[], float]
@@ -86,10 +87,14 @@ class ReplayBuffer(Protocol):
         """The id of the last event written so far (of a finished answer: its terminal
         event's); 0 when there is none."""
 
-    def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+    def read(
+        self, request_id: str, after: int, direct: DirectWrite | None = None
+    ) -> AsyncIterator[bytes]:
         """The encoded events after id `after`, those written and those to come, until the
         terminal one (or until the answer is abandoned or expires). Several events may come in
-        one piece."""
+        one piece. With `direct`, the writer may hand an event to the reader's connection
+        itself instead, while the reader waits for it (wire_sse.DirectWrite): those events
+        are not yielded."""
 
     async def unread_for_grace(self, request_id: str) -> None:
         """Return once no client (on any worker sharing the buffer) has read the answer for
@@ -151,6 +156,19 @@ class MemoryAnswer:
     read_up_to: int = 0
     first_reader_due: bool = True
     drained: Signal = field(default_factory=Signal)
+    # A reader that has everything written so far and waits for more, whose connection the
+    # writer may write the next event to itself (`DirectWrite`): one per answer at a time.
+    listener: Listener | None = None
+
+
+class Listener:
+    """A reader waiting at `position` whose next events the writer writes itself."""
+
+    __slots__ = ("write", "position")
+
+    def __init__(self, write, position: int) -> None:
+        self.write = write
+        self.position = position
 
 
 class MemoryReplay:
@@ -195,8 +213,17 @@ class MemoryReplay:
         answer = self.answers.get(request_id)
         if answer is None:
             return
-        answer.events.append(event)
-        if answer.waiting:
+        events = answer.events
+        events.append(event)
+        listener = answer.listener
+        if listener is not None and listener.position == len(events) - 1 and listener.write(event):
+            # Sent by this task to the waiting reader's connection: the reader sleeps on.
+            listener.position += 1
+            answer.read_up_to = max(answer.read_up_to, listener.position)
+            if answer.waiting > 1:
+                answer.changed.set()  # other readers of the answer (the listener looks too)
+        elif answer.waiting:
+            answer.listener = None  # it could not go: the reader sends it itself
             answer.changed.set()
         while (
             (answer.readers or answer.first_reader_due)
@@ -231,7 +258,9 @@ class MemoryReplay:
         answer = self.answers.get(request_id)
         return 0 if answer is None else len(answer.events)
 
-    async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+    async def read(
+        self, request_id: str, after: int, direct: DirectWrite | None = None
+    ) -> AsyncIterator[bytes]:
         answer = self.answers.get(request_id)
         if answer is None:
             return
@@ -252,11 +281,18 @@ class MemoryReplay:
                     continue
                 if answer.done:
                     return
+                listener = None
+                if direct is not None and direct.write is not None and answer.listener is None:
+                    listener = answer.listener = Listener(direct.write, position)
                 answer.waiting += 1
                 try:
                     await answer.changed.wait()
                 finally:
                     answer.waiting -= 1
+                    if listener is not None:
+                        position = listener.position  # past what the writer sent itself
+                        if answer.listener is listener:
+                            answer.listener = None
         finally:
             answer.readers -= 1
             answer.first_reader_due = False
@@ -373,7 +409,10 @@ class RedisReplay:
         last = await self.client.xrevrange(events, count=1)
         return int(last[0][0].split(b"-")[0]) if last else 0  # the end marker has the last id
 
-    async def read(self, request_id: str, after: int) -> AsyncIterator[bytes]:
+    async def read(
+        self, request_id: str, after: int, direct: DirectWrite | None = None
+    ) -> AsyncIterator[bytes]:
+        # `direct` is not used: the writer may be another worker, and its events come by Redis.
         events, _, reader = self.keys(request_id)
         cursor = f"{after}-0"
         while True:

@@ -4,7 +4,9 @@
 own pulls the guarded model stream, encodes each event (`wire_sse.sse_body`) and writes it to
 the replay buffer (replay.py). The POST's response is only the answer's first reader;
 `GET /v1/ask/stream/{request_id}` is any later one. A client that loses its connection loses
-no answer, and the model is called once however often the client reconnects.
+no answer, and the model is called once however often the client reconnects. While a reader
+on this worker waits for the next event, the task writes it to that reader's connection
+itself (replay.MemoryReplay, wire_sse.DirectWrite): one task's step per token, not two.
 
 The grace period (`resume_grace_seconds`). The model no longer stops the moment its reader
 leaves: a dropped connection and a person who left look the same to the server. Once no

@@ -70,6 +70,10 @@ def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
 # The ASGI extension (in scope["extensions"]) through which the app closes a connection whose
 # client stopped reading (wire_sse.WatchedEventSourceResponse): uvicorn has no such message.
 CLOSE_CONNECTION = "gateway.close_connection"
+# The ASGI extension through which the app writes a piece of a streaming body at once, when it
+# can go without waiting (BodyAwareCycle.write_body): a stream's events, written by the task
+# that makes them (replay.MemoryReplay, wire_sse.DirectWrite).
+WRITE_BODY = "gateway.write_body"
 
 
 class HeadRefused(Exception):
@@ -163,6 +167,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.cycle.__class__ = BodyAwareCycle  # before its task first runs
             extensions = self.scope.setdefault("extensions", {})
             extensions[CLOSE_CONNECTION] = self.cycle.close_connection
+            extensions[WRITE_BODY] = self.cycle.write_body
 
     def refuse_large_head(self) -> None:
         self.refuse(
@@ -245,6 +250,28 @@ class BodyAwareCycle(RequestResponseCycle):
         if message["type"] == "http.response.start" and self.more_body:
             self.keep_alive = False
         await super().send(message)
+
+    def write_body(self, data: bytes) -> bool:
+        """Write `data` as the next piece of a started, chunked body now, if it can go
+        without waiting (scope["extensions"][WRITE_BODY]); False when it cannot: the answer
+        has not started or is complete, the client is gone, or its buffer is full (then the
+        caller sends it as an ASGI message, which waits for the client as uvicorn does).
+
+        It is what `send` does with a body message, minus the ASGI layers: a stream's events
+        go out from the task that makes them, without waking the response's task and
+        without passing through every middleware, each of which passes a body through
+        unchanged. Only a body this cycle frames in chunks (an event stream has no length).
+        """
+        if (
+            self.disconnected
+            or self.flow.write_paused
+            or not self.chunked_encoding
+            or self.response_complete
+            or not data
+        ):
+            return False
+        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return True
 
     def close_connection(self) -> None:
         """Give up on this answer and close the connection now (scope["extensions"]

@@ -13,7 +13,7 @@ import json
 
 from hypothesis import given
 from hypothesis import strategies as st
-from support import QUESTION
+from support import API_KEY, QUESTION
 
 from reference_impl import sse, wire_ws
 from reference_impl.guard import Delta
@@ -86,3 +86,78 @@ def test_a_model_that_will_not_close_cannot_hang_the_stream_or_its_bill(start_ga
     # Settled although the model never finished closing: slot freed, tokens billed.
     assert gateway.metric("gateway_streams_active") == 0
     assert gateway.metric("gateway_model_tokens_generated_total", model="stuck-on-close") == 3
+
+
+# --- an answer's maker writes its events to a waiting reader's connection itself ---------------
+
+
+def test_a_paced_answer_goes_out_from_its_maker_every_event_once_and_in_order(
+    start_gateway, monkeypatch
+):
+    # While the stream's reader waits for the next event, the task making the answer writes
+    # it to the connection itself (replay.MemoryReplay, wire_sse.DirectWrite), instead of
+    # waking the reader for each token. Fail if that path is not taken, or if an event is
+    # lost, doubled or out of order on the way.
+    from reference_impl import server_bounds
+
+    written: list[bytes] = []
+    write_body = server_bounds.BodyAwareCycle.write_body
+
+    def counted(self, data: bytes) -> bool:
+        done = write_body(self, data)
+        if done:
+            written.append(data)
+        return done
+
+    monkeypatch.setattr(server_bounds.BodyAwareCycle, "write_body", counted)
+    gateway = start_gateway(fake_tokens_per_second=200)
+    result = gateway.client().stream({**QUESTION, "max_tokens": 40})
+    assert result.names == ["start", *["delta"] * 40, "end"]
+    assert [int(event["id"]) for event in result.events] == list(range(1, 43))
+    deltas = [json.loads(event["data"]) for event in result.events if event["event"] == "delta"]
+    assert [delta["index"] for delta in deltas] == list(range(40))
+    # Most tokens came while the reader waited; each written once, as one whole event.
+    assert len(written) >= 20
+    assert all(piece.count(b"\n\n") == 1 for piece in written)
+    assert len(set(written)) == len(written)
+
+
+def test_an_event_the_maker_cannot_write_goes_out_by_the_reader_in_order():
+    # The client's buffer is full (DirectWrite.write says False): the reader is woken and
+    # sends what it has not seen, so nothing is lost or doubled; an event made before the
+    # reader has caught up waits for it (never overtakes); once it waits again, the maker
+    # writes again.
+    from reference_impl.replay import MemoryReplay
+    from reference_impl.settings import Settings
+    from reference_impl.wire_sse import DirectWrite
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        buffer = MemoryReplay(Settings())
+        await buffer.open("req_d", API_KEY)
+        direct, written, refuse = DirectWrite(), [], {b"e3"}
+
+        def write(event: bytes) -> bool:
+            if event in refuse:
+                return False
+            written.append(event)
+            return True
+
+        direct.write = write
+        pieces: list[bytes] = []
+
+        async def read() -> None:
+            async for piece in buffer.read("req_d", 0, direct):
+                pieces.append(piece)
+
+        reader = asyncio.create_task(read())
+        for event_id in range(1, 7):
+            if event_id != 4:  # 4 comes right after 3, before the woken reader has run
+                await asyncio.sleep(0.01)
+            await buffer.append("req_d", event_id, b"e%d" % event_id)
+        await buffer.finish("req_d")
+        await asyncio.wait_for(reader, 5)
+        return written, pieces
+
+    written, pieces = asyncio.run(scenario())
+    assert written == [b"e1", b"e2", b"e5", b"e6"]
+    assert pieces == [b"e3e4"]  # 4 waited for 3, and went with it
