@@ -163,6 +163,25 @@ class FakeModel:
             yield TextDelta(token)
             emitted += 1
             # An absolute schedule keeps the pace exact however long the consumer took.
-            delay = start + emitted * interval - loop.time()
-            await asyncio.sleep(delay if delay > 0 else 0)
+            await until(loop, start + emitted * interval)
         yield ModelStop("end_turn", request.prompt_tokens, emitted)
+
+
+async def until(loop: asyncio.AbstractEventLoop, due: float) -> None:
+    """Wait until the loop's clock reads `due` (at once, for a moment, if it has): what
+    asyncio.sleep does, minus its own coroutine and callback, since the fake model waits once per
+    token and its cost lands in every figure measured with it."""
+    if due <= loop.time():
+        await asyncio.sleep(0)
+        return
+    waiting = loop.create_future()
+    timer = loop.call_at(due, wake, waiting)
+    try:
+        await waiting
+    finally:
+        timer.cancel()
+
+
+def wake(waiting: asyncio.Future) -> None:
+    if not waiting.done():  # it may have been cancelled since (the stream was stopped)
+        waiting.set_result(None)

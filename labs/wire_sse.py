@@ -103,14 +103,16 @@ class SendWatchdog:
 
 class DirectWrite:
     """How the task that makes a stream's events can write one to the stream's connection
-    itself, at once, while the stream's reader waits for it (replay.MemoryReplay does).
+    itself, while the stream's reader waits for it (replay.MemoryReplay does).
 
     `write(event) -> bool` is set by the response while its body streams, on a server that
-    offers it (server_bounds.WRITE_BODY), and None otherwise; False means it could not go now
-    (the client's buffer is full, or the stream is ending), and the reader sends it the usual
-    way. Why: at 100 tokens/s an event that waits for its reader wakes a second task per
-    token; on the course VM (2026-11-29, 500 streams on one worker, server CPU per token) that
-    second step cost about as much as all the rest of a token's way through the gateway.
+    offers it (server_bounds.WRITE_BODY), and None otherwise; False means it could not be
+    taken (the client's buffer is full, or the stream is ending), and the reader sends it the
+    usual way. Why: at 100 tokens/s an event handed to a waiting reader wakes a second task
+    per token, one whose stack is the app's whole middleware and routing stack. Measured on
+    the course VM (2026-11-29, 500 streams at 100 tokens/s on one worker, server CPU per token
+    delivered, runs of three rounds): 87-95 us with every event woken through its reader,
+    39-59 us written by its maker.
     """
 
     __slots__ = ("write",)
@@ -121,7 +123,7 @@ class DirectWrite:
 
 class WatchedEventSourceResponse(EventSourceResponse):
     """sse-starlette's response (its headers, its settings, its answer to HEAD), streamed by a
-    loop of the gateway's own: the events are sent from a task of the stream's own, a
+    loop of the gateway's own: the events are sent from the request's own task, a
     `SendWatchdog` keeps the send timeout and the pings, and one watcher task notices a
     client that leaves; plus a clean-up callback that runs once, however the stream ends.
 
@@ -133,13 +135,10 @@ class WatchedEventSourceResponse(EventSourceResponse):
     (tracemalloc). The server's exit is not watched here: the gateway's server ends
     every open stream itself (`OpenStreams`, background.GatewayServer).
 
-    Why a task of its own, when the request's task could send: a task woken for each event
-    resumes every coroutine of its stack, and the request's task sits under the app's whole
-    middleware and routing stack (about 20 coroutines). Measured on the course VM
-    (2026-11-29, 500 streams at 100 tokens/s, one worker): 87-95 us of server CPU per token
-    from the request's task, 67-74 from a task of its own.
-
-    `direct`, when given, is offered to whoever writes the body's events (see `DirectWrite`).
+    `direct`, when given, is offered to whoever writes the body's events (see `DirectWrite`):
+    while the body waits for its next event, its writer may write the event itself. So the
+    request's task is not woken per event, which would resume every coroutine of its stack:
+    the app's whole middleware and routing stack, about 20 of them.
 
     `on_close(stopped_because)` is where the caller learns the response is over: for a
     resumable answer (resumable.py), that its reader left. It runs before the last message
@@ -236,6 +235,7 @@ class WatchedEventSourceResponse(EventSourceResponse):
         if scope["type"] != "http" or scope["method"].upper() == "HEAD":
             await super().__call__(scope, receive, send)  # headers only, as sse-starlette does
             return
+        self.task = task = asyncio.current_task()
         pinging: set[asyncio.Task] = set()
 
         def ping_now() -> None:
@@ -245,6 +245,7 @@ class WatchedEventSourceResponse(EventSourceResponse):
                 pinger.add_done_callback(pinging.discard)
 
         watchdog = SendWatchdog(self.stall_limit, self.ping_interval, ping_now)
+        watchdog.sender = task  # a stuck send, the stream's or a ping's, drops the stream
         clock = watchdog.loop.time
         closed = False
 
@@ -283,23 +284,6 @@ class WatchedEventSourceResponse(EventSourceResponse):
             watchdog.last_sent = clock()
             return True
 
-        async def sending() -> None:
-            try:
-                await unless_disconnected(
-                    self.stream(watched_send, write if write_body else None), receive
-                )
-            except ClientGone:
-                pass  # nobody to tell: close() below says why it ended
-            except asyncio.CancelledError:
-                if self.ending_error is None and not watchdog.fired:
-                    raise  # the server cancels: not ours to handle
-                asyncio.current_task().uncancel()  # ours: `end_with`, or the watchdog's drop
-                if watchdog.fired:
-                    # The client stopped reading: no last message could reach it.
-                    close_connection = scope.get("extensions", {}).get(CLOSE_CONNECTION)
-                    if close_connection is not None:
-                        close_connection()
-
         streams = self.open_streams
         try:
             if streams is not None and streams.stopping:
@@ -309,15 +293,21 @@ class WatchedEventSourceResponse(EventSourceResponse):
                 if streams is not None:
                     streams.add(self)
                 self.streaming = True
-                # A stuck send, the stream's or a ping's, drops the stream: its task is
-                # cancelled. Cancelling the request's task cancels it too (a server stopping).
-                self.task = watchdog.sender = asyncio.ensure_future(sending())
                 try:
-                    await self.task
+                    await unless_disconnected(
+                        self.stream(watched_send, write if write_body else None), receive
+                    )
+                except ClientGone:
+                    pass  # nobody to tell: close() below says why it ended
                 except asyncio.CancelledError:
-                    if asyncio.current_task().cancelling() or self.ending_error is None:
-                        raise
-                    # `end_with` came before the stream's task began: nothing was sent yet
+                    if self.ending_error is None and not watchdog.fired:
+                        raise  # the server cancels: not ours to handle
+                    task.uncancel()  # ours: a shutdown's `end_with`, or the watchdog's drop
+                    if watchdog.fired:
+                        # The client stopped reading: no last message could reach it.
+                        close_connection = scope.get("extensions", {}).get(CLOSE_CONNECTION)
+                        if close_connection is not None:
+                            close_connection()
                 finally:
                     self.streaming = False
             if self.ending_error is not None:

@@ -33,6 +33,7 @@ from .guard import Delta
 from .limits import TokenBucket
 from .model import ModelRequest, Turn
 from .request_id import new_request_id
+from .server_bounds import SEND_TEXT
 from .session import StreamSession
 from .wire_sse import SendWatchdog
 
@@ -201,6 +202,8 @@ class ChatConnection:
         self.watchdog: SendWatchdog | None = None  # from `run` on
         self.dropping: asyncio.Task | None = None  # `drop_not_reading`, once a send timed out
         self.run_task: asyncio.Task | None = None
+        # Sends a message at once when it can go without waiting (server_bounds.SEND_TEXT).
+        self.send_now = websocket.scope.get("extensions", {}).get(SEND_TEXT)
 
     # --- the receive loop -------------------------------------------------------------------
 
@@ -457,6 +460,10 @@ class ChatConnection:
         if self.closed:
             return
         text = message if type(message) is str else wire_ws.encode(message)
+        if self.send_now is not None and self.send_now(text):
+            self.touch()
+            return
+        # It has to wait for the client (or the server has no shortcut): the ASGI way.
         watchdog = self.watchdog
         if watchdog is not None:
             watchdog.sending_since, watchdog.sender = self.loop.time(), asyncio.current_task()

@@ -32,13 +32,14 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from .errors import problem, retry_after_header
 from .request_id import new_request_id
@@ -51,6 +52,8 @@ class ServerBounds:
     max_header_bytes: int
     max_connections: int
     on_reject: Callable[[str], None] = lambda code: None
+    # One server, one event loop: the body pieces its connections took this turn of it.
+    writes: WritesThisTurn = field(default_factory=lambda: WritesThisTurn())
 
 
 def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
@@ -74,6 +77,9 @@ CLOSE_CONNECTION = "gateway.close_connection"
 # can go without waiting (BodyAwareCycle.write_body): a stream's events, written by the task
 # that makes them (replay.MemoryReplay, wire_sse.DirectWrite).
 WRITE_BODY = "gateway.write_body"
+# The ASGI extension through which the chat sends a text message at once, when it can go
+# without waiting (WebSocketProtocol.send_text_now): an answer's deltas.
+SEND_TEXT = "gateway.websocket_send_text"
 
 
 class HeadRefused(Exception):
@@ -168,6 +174,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             extensions = self.scope.setdefault("extensions", {})
             extensions[CLOSE_CONNECTION] = self.cycle.close_connection
             extensions[WRITE_BODY] = self.cycle.write_body
+            self.cycle.writes = self.bounds.writes
 
     def refuse_large_head(self) -> None:
         self.refuse(
@@ -239,6 +246,26 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.head.timer = None
 
 
+class WritesThisTurn:
+    """The connections that took body pieces (`BodyAwareCycle.write_body`) in this turn of the
+    event loop; each writes them in one piece once the loop has run what was ready. One
+    callback a turn for every connection of the server: at 500 streams a turn carries many
+    tokens, and a callback per token measurably cost more than the write it saved."""
+
+    def __init__(self) -> None:
+        self.cycles: list[BodyAwareCycle] = []
+
+    def add(self, cycle: BodyAwareCycle) -> None:
+        if not self.cycles:
+            asyncio.get_running_loop().call_soon(self.write_all)
+        self.cycles.append(cycle)
+
+    def write_all(self) -> None:
+        cycles, self.cycles = self.cycles, []
+        for cycle in cycles:
+            cycle.write_taken()
+
+
 class BodyAwareCycle(RequestResponseCycle):
     """uvicorn's request cycle, but an answer that starts before the request's body has all
     arrived (a refusal, or a route that reads none) closes the connection after it, and says
@@ -246,21 +273,28 @@ class BodyAwareCycle(RequestResponseCycle):
     it would hold the connection, and a client told nothing would send its next request on a
     connection about to close."""
 
+    taken: list[bytes] | None = None  # body pieces from `write_body`, not yet written
+    writes: WritesThisTurn
+
     async def send(self, message) -> None:
         if message["type"] == "http.response.start" and self.more_body:
             self.keep_alive = False
+        if self.taken:
+            self.write_taken()  # what the app wrote before this message goes out first
         await super().send(message)
 
     def write_body(self, data: bytes) -> bool:
-        """Write `data` as the next piece of a started, chunked body now, if it can go
-        without waiting (scope["extensions"][WRITE_BODY]); False when it cannot: the answer
-        has not started or is complete, the client is gone, or its buffer is full (then the
-        caller sends it as an ASGI message, which waits for the client as uvicorn does).
+        """Take `data` as the next piece of a started, chunked body, to be written once the
+        event loop has run what is ready now (scope["extensions"][WRITE_BODY]); False when it
+        cannot be taken: the answer has not started or is complete, the client is gone, or
+        its buffer is full (then the caller sends it as an ASGI message, which waits for the
+        client as uvicorn does).
 
         It is what `send` does with a body message, minus the ASGI layers: a stream's events
         go out from the task that makes them, without waking the response's task and
         without passing through every middleware, each of which passes a body through
-        unchanged. Only a body this cycle frames in chunks (an event stream has no length).
+        unchanged. Pieces taken in one turn of the loop go out in one write (a model that
+        never waits makes many), and an ASGI message sent meanwhile goes after them.
         """
         if (
             self.disconnected
@@ -270,8 +304,17 @@ class BodyAwareCycle(RequestResponseCycle):
             or not data
         ):
             return False
-        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        if self.taken is None:
+            self.taken = []
+            self.writes.add(self)
+        self.taken.append(data)
         return True
+
+    def write_taken(self) -> None:
+        taken, self.taken = self.taken, None
+        if taken and not self.disconnected and not self.transport.is_closing():
+            data = taken[0] if len(taken) == 1 else b"".join(taken)
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
 
     def close_connection(self) -> None:
         """Give up on this answer and close the connection now (scope["extensions"]
@@ -286,7 +329,40 @@ class BodyAwareCycle(RequestResponseCycle):
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, but a text message that is not UTF-8 (the client's
-    mistake) is closed with 1007 as uvicorn does, with a warning instead of a traceback."""
+    mistake) is closed with 1007 as uvicorn does, with a warning instead of a traceback; and
+    the app may send a text message without the ASGI layers (SEND_TEXT)."""
+
+    def handle_connect(self, event) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the handshake was accepted; the app's task has not run yet
+            scope["extensions"][SEND_TEXT] = self.send_text_now
+
+    def send_text_now(self, text: str) -> bool:
+        """Send `text` as one message now, if it can go without waiting (scope["extensions"]
+        [SEND_TEXT]); False when it cannot: the connection is not open (not accepted yet,
+        closing, closed, the client gone) or the client's buffer is full. Then the caller
+        sends it as an ASGI message, which waits for the client as uvicorn does.
+
+        It is what `send` does with a `websocket.send` message, minus the ASGI layers
+        (Starlette's WebSocket, every middleware's wrapper, the wait for the buffer): the
+        chat sends one message per token, and they cost more than the rest of its work.
+        """
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type != "text" or self.close_sent:

@@ -45,8 +45,8 @@ by side):
   adding it up on every request; with both, the server's Python calls per one-token SSE request
   fell from 3,550 to 1,670 (cProfile, 300 requests after 50);
 - the stream routes are Starlette routes (app.stream_route: FastAPI's request handling took
-  70-97 µs a request), the response sends from one task of its own (sse-starlette's loop of
-  four took 150-240 µs to a first delta in process, a bare StreamingResponse 30-60), the disconnect
+  70-97 µs a request), the response sends from the request's own task (sse-starlette's loop
+  took 150-240 µs to a first delta in process, a bare StreamingResponse 30-60), the disconnect
   watcher starts only once the work waits (disconnect.unless_disconnected), the body deadline
   is asyncio's (6 µs against anyio's 17), and the `start` event's limits are written by hand;
   together the time to first token the gateway adds fell from 0.66-0.91 ms to 0.14-0.21 ms

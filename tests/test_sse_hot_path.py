@@ -122,6 +122,57 @@ def test_a_paced_answer_goes_out_from_its_maker_every_event_once_and_in_order(
     assert len(set(written)) == len(written)
 
 
+class ModelThatNeverWaits:
+    """Yields every token at once, never awaiting anything (a cache, a fast local model)."""
+
+    name = "never-waits"
+
+    async def stream(self, request):
+        from reference_impl.model import TextDelta
+
+        while True:
+            yield TextDelta(" token")
+
+
+def test_events_a_model_makes_in_one_turn_of_the_loop_go_out_in_one_write(
+    start_gateway, monkeypatch
+):
+    # A model that never waits makes many events before the loop turns; each is taken by the
+    # connection (write_body) and all go out in one write when the turn ends, as they did in
+    # one piece through the reader. Fail on a write per event, or on anything lost.
+    from reference_impl import server_bounds
+
+    taken: list[bool] = []
+    writes = [0]  # the connection's writes once the answer has started
+    write_body = server_bounds.BodyAwareCycle.write_body
+
+    class CountedTransport:
+        def __init__(self, transport) -> None:
+            self.transport = transport
+
+        def write(self, data: bytes) -> None:
+            writes[0] += 1
+            self.transport.write(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self.transport, name)
+
+    def counted_body(self, data: bytes) -> bool:
+        if not isinstance(self.transport, CountedTransport):
+            self.transport = CountedTransport(self.transport)
+        done = write_body(self, data)
+        taken.append(done)
+        return done
+
+    monkeypatch.setattr(server_bounds.BodyAwareCycle, "write_body", counted_body)
+    gateway = start_gateway(model=ModelThatNeverWaits(), max_tokens_cap=5000)
+    result = gateway.client().stream({**QUESTION, "max_tokens": 3000})
+    assert result.names == ["start", *["delta"] * 3000, "end"]
+    assert [int(event["id"]) for event in result.events] == list(range(1, 3003))
+    assert taken.count(True) >= 1000  # most events were taken by the connection...
+    assert writes[0] <= taken.count(True) / 4  # ...and written several at a time
+
+
 def test_an_event_the_maker_cannot_write_goes_out_by_the_reader_in_order():
     # The client's buffer is full (DirectWrite.write says False): the reader is woken and
     # sends what it has not seen, so nothing is lost or doubled; an event made before the

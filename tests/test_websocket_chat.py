@@ -246,6 +246,32 @@ def test_ask_is_answered_with_start_deltas_and_end(start_gateway, chat):
     assert gateway.metric("gateway_model_requests_total", model="fake-docqa") == 2
 
 
+def test_an_answers_messages_go_out_without_the_asgi_layers_each_once_in_order(
+    start_gateway, chat, monkeypatch
+):
+    # The chat sends a message straight to the connection when it can go without waiting
+    # (server_bounds.SEND_TEXT); fail if it does not, or if a message is lost or doubled.
+    from reference_impl import server_bounds
+
+    sent_now: list[str] = []
+    send_text_now = server_bounds.WebSocketProtocol.send_text_now
+
+    def counted(self, text: str) -> bool:
+        done = send_text_now(self, text)
+        if done:
+            sent_now.append(text)
+        return done
+
+    monkeypatch.setattr(server_bounds.WebSocketProtocol, "send_text_now", counted)
+    client = chat(start_gateway())
+    client.send(ask(max_tokens=5))
+    answer = client.answer()
+    assert [m["type"] for m in answer] == ["start", *["delta"] * 5, "end"]
+    assert [json.loads(text) for text in sent_now] == answer  # every one of them, as sent
+    client.send({"type": "ping"})
+    assert client.recv()["type"] == "pong"
+
+
 def test_ping_gets_pong_and_the_connection_serves_several_answers(start_gateway, chat):
     client = chat(start_gateway())
     client.send({"type": "ping"})
