@@ -12,13 +12,17 @@ instance; the figure shows whether one worker carries it.
 The clients are asyncio protocols on raw sockets in one process on CPU 1, so no client library's
 per-message cost is counted; the client's CPU share is recorded to show it was not the limit.
 
-Where SSE stands (2026-11-29, the course VM): at 500 streams the worker's one core is full
-(0.99 cores), so tokens queue and the p99 gap is 80-100 ms against the chat's 40. A streamed
-answer takes two task steps per token, its maker's and its reader's (resumable.py: the answer
-outlives its connection), where a chat answer takes one; the same build with SSE answers sent
-straight from the model (no replay buffer) measured 53-69 ms, and 49-54 ms with the edge's
-middlewares removed as well: on this machine one worker does not carry 500 SSE streams at
-100 tokens/s either way. A second worker needs a core of its own (fig_workers).
+What it took (2026-11-29, the course VM, server CPU per token delivered at 500 streams, runs
+of three rounds, noisy to +-20%): an SSE answer's events used to wake two tasks per token, the
+answer's maker and its reader, the reader under the app's whole middleware and routing stack
+(about 20 coroutines resumed per token): 87-95 us per token, a p99 gap of 80-100 ms. Now the
+maker hands each event to its waiting reader's connection itself (wire_sse.DirectWrite,
+server_bounds.WRITE_BODY: written once per loop turn, past the ASGI layers), and the chat
+sends its messages straight to its connection when they need not wait (SEND_TEXT): 39-59 us
+per SSE token. Both still fill the server's one core at 500 streams (they leave it 20 us per
+token, and the loopback write alone measured 11-18 us here), so the p50 gap is above 10 ms;
+the p99 gap is what a reader sees of that. A second worker needs a core of its own
+(fig_workers).
 """
 
 from __future__ import annotations
