@@ -169,7 +169,7 @@ class Listener:
 
     __slots__ = ("write", "position")
 
-    def __init__(self, write, position: int) -> None:
+    def __init__(self, write: Callable[[bytes], bool], position: int) -> None:
         self.write = write
         self.position = position
 

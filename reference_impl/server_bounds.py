@@ -73,9 +73,9 @@ def problem_bytes(status_line: bytes, code: str, detail: str) -> bytes:
 # The ASGI extension (in scope["extensions"]) through which the app closes a connection whose
 # client stopped reading (wire_sse.WatchedEventSourceResponse): uvicorn has no such message.
 CLOSE_CONNECTION = "gateway.close_connection"
-# The ASGI extension through which the app writes a piece of a streaming body at once, when it
-# can go without waiting (BodyAwareCycle.write_body): a stream's events, written by the task
-# that makes them (replay.MemoryReplay, wire_sse.DirectWrite).
+# The ASGI extension through which the app hands the connection a piece of a streaming body
+# that can go without waiting, written when the loop's turn ends (BodyAwareCycle.write_body):
+# a stream's events, from the task that makes them (replay.MemoryReplay, wire_sse.DirectWrite).
 WRITE_BODY = "gateway.write_body"
 # The ASGI extension through which the chat sends a text message at once, when it can go
 # without waiting (WebSocketProtocol.send_text_now): an answer's deltas.
