@@ -38,6 +38,18 @@ QUESTION = {
 }
 
 
+class ModelThatNeverWaits:
+    """Yields every token at once, never awaiting anything (a cache, a fast local model)."""
+
+    name = "never-waits"
+
+    async def stream(self, request):
+        from reference_impl.model import TextDelta
+
+        while True:
+            yield TextDelta(" token")
+
+
 @dataclass
 class StreamResult:
     response: httpx.Response

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 import httpx_sse
 import pytest
-from support import API_KEY, QUESTION
+from support import API_KEY, QUESTION, ModelThatNeverWaits
 
 from reference_impl.contract import validate as contract
 
@@ -416,18 +416,6 @@ def test_stopping_the_server_stops_an_answer_waiting_for_its_reader_and_settles_
     assert gateway.metric("gateway_rejections_total", code="shutting_down") == 1
     assert gateway.metric(CANCELLED, reason="client_disconnect") == 0
     assert gateway.metric("gateway_stream_duration_seconds_count") == 1
-
-
-class ModelThatNeverWaits:
-    """Yields every token at once, never awaiting anything (a cache, a fast local model)."""
-
-    name = "never-waits"
-
-    async def stream(self, request):
-        from reference_impl.model import TextDelta
-
-        while True:
-            yield TextDelta(" token")
 
 
 def test_a_model_that_never_waits_cannot_hold_the_event_loop_while_its_reader_is_slow(

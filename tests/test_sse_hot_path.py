@@ -13,7 +13,7 @@ import json
 
 from hypothesis import given
 from hypothesis import strategies as st
-from support import API_KEY, QUESTION
+from support import API_KEY, QUESTION, ModelThatNeverWaits
 
 from reference_impl import sse, wire_ws
 from reference_impl.guard import Delta
@@ -120,18 +120,6 @@ def test_a_paced_answer_goes_out_from_its_maker_every_event_once_and_in_order(
     assert len(written) >= 20
     assert all(piece.count(b"\n\n") == 1 for piece in written)
     assert len(set(written)) == len(written)
-
-
-class ModelThatNeverWaits:
-    """Yields every token at once, never awaiting anything (a cache, a fast local model)."""
-
-    name = "never-waits"
-
-    async def stream(self, request):
-        from reference_impl.model import TextDelta
-
-        while True:
-            yield TextDelta(" token")
 
 
 def test_events_a_model_makes_in_one_turn_of_the_loop_go_out_in_one_write(
