@@ -18,7 +18,7 @@ answer's maker and its reader, the reader under the app's whole middleware and r
 (about 20 coroutines resumed per token): 87-95 us per token, a p99 gap of 80-100 ms. Now the
 maker hands each event to its waiting reader's connection itself (wire_sse.DirectWrite,
 server_bounds.WRITE_BODY: written once per loop turn, past the ASGI layers), and the chat
-sends its messages straight to its connection when they need not wait (SEND_TEXT): 39-59 us
+sends its messages straight to its connection when they need not wait (SEND_TEXT): 39-57 us
 per SSE token. Both still fill the server's one core at 500 streams (they leave it 20 us per
 token, and the loopback write alone measured 11-18 us here), so the p50 gap is above 10 ms;
 the p99 gap is what a reader sees of that. A second worker needs a core of its own
