@@ -192,6 +192,9 @@ class ChatConnection:
         self.refused_in_a_row = 0
         self.answer: Answer | None = None
         self.closed = False
+        # Set once `close` begins: frames that arrive while it says its last word go unanswered,
+        # so nothing follows the closing error.
+        self.closing = False
         # The conversation: earlier turns, oldest first, and their size in tokens.
         self.history: deque[Turn] = deque()
         self.history_tokens = 0  # the sum of the turns' `tokens`
@@ -220,6 +223,8 @@ class ChatConnection:
                 frame = await self.websocket.receive()
                 if frame["type"] == "websocket.disconnect":
                     break
+                if self.closing:
+                    continue  # read until the client's close, answer nothing more
                 self.touch()
                 if await self.within_limits(frame):
                     await self.handle(frame)
@@ -518,6 +523,7 @@ class ChatConnection:
         """
         if self.closed:
             return
+        self.closing = True
         if error is None and code in CLOSE_ERRORS:
             error = GatewayError(*CLOSE_ERRORS[code])
         answer_told = await self.stop_answer(error)
